@@ -1,0 +1,30 @@
+"""The router: validate, authenticate, authorise, dedupe, expire, route, track tasks, dead-letter."""
+
+from .app import build_app
+from .dedup import DEFAULT_DEDUP_WINDOW, DedupWindow
+from .engine import EngineStats, TransactionalEngine
+from .reader import CompactedReader
+from .records import Incoming, Outgoing
+from .router import Batch, Routed, Router
+from .service import RouterService
+from .tables import DirectoryTable, TaskRecord, TaskTable
+from .tenancy import TenantsFile
+
+__all__ = [
+    "DEFAULT_DEDUP_WINDOW",
+    "Batch",
+    "CompactedReader",
+    "DedupWindow",
+    "DirectoryTable",
+    "EngineStats",
+    "Incoming",
+    "Outgoing",
+    "Routed",
+    "Router",
+    "RouterService",
+    "TaskRecord",
+    "TaskTable",
+    "TenantsFile",
+    "TransactionalEngine",
+    "build_app",
+]

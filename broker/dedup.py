@@ -1,0 +1,61 @@
+"""Drop re-sent messages: (source, id) seen within a window, per ingress partition.
+
+A message's key decides its partition, so every copy of one message reaches
+the one router instance that owns that partition: the window is partition
+state, kept where the partition is owned, dropped when it is revoked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import timedelta
+
+__all__ = ["DEFAULT_DEDUP_WINDOW", "DedupWindow"]
+
+# Senders re-send after a timeout within seconds to minutes; Kafka-level
+# retries are already covered by idempotent producers. 15 minutes is also the
+# default life of a video-queue notice, the most re-sent message type.
+DEFAULT_DEDUP_WINDOW = timedelta(minutes=15)
+# Bounds memory (about 150 bytes an entry) under a flood of unique ids.
+DEFAULT_MAX_ENTRIES = 500_000
+
+_Key = tuple[str, str]
+
+
+class DedupWindow:
+    def __init__(
+        self,
+        window: timedelta = DEFAULT_DEDUP_WINDOW,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._window = window.total_seconds()
+        self._max = max_entries
+        self._clock = clock
+        self._seen: dict[tuple[str, int], OrderedDict[_Key, float]] = {}
+
+    def seen(self, topic: str, partition: int, source: str, message_id: str) -> bool:
+        entries = self._seen.get((topic, partition))
+        if entries is None:
+            return False
+        stamp = entries.get((source, message_id))
+        return stamp is not None and self._clock() - stamp < self._window
+
+    def add(self, topic: str, partition: int, source: str, message_id: str) -> None:
+        entries = self._seen.setdefault((topic, partition), OrderedDict())
+        now = self._clock()
+        entries[(source, message_id)] = now
+        entries.move_to_end((source, message_id))
+        while entries:
+            _, oldest = next(iter(entries.items()))
+            if now - oldest < self._window and len(entries) <= self._max:
+                break
+            entries.popitem(last=False)
+
+    def forget(self, topic: str, partition: int) -> None:
+        self._seen.pop((topic, partition), None)
+
+    def __len__(self) -> int:
+        return sum(len(e) for e in self._seen.values())

@@ -1,0 +1,200 @@
+"""Consume → route → produce → commit, as one Kafka transaction per batch.
+
+FastStream has no consume-produce transactions with offsets, so the
+production path drives aiokafka directly: the batch's outputs and its input
+offsets commit atomically (`send_offsets_to_transaction`), so a crash anywhere
+leaves either the whole batch routed and committed, or none of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.structs import ConsumerRecord
+
+from contracts import KafkaError
+from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_consumer, make_producer
+from prik.logs import get_logger
+from prik.settings import KafkaSettings
+
+from .records import Incoming
+from .router import Batch, Router
+
+__all__ = ["EngineStats", "TransactionalEngine"]
+
+_log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class EngineStats:
+    batches: int = 0
+    records: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    aborted: int = 0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, engine: TransactionalEngine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # Wait for the batch in flight: its offsets commit inside its own
+        # transaction, so nothing unfinished is ever handed to the next owner.
+        async with self._engine.lock:
+            for tp in revoked:
+                self._engine.router.dedup.forget(tp.topic, tp.partition)
+        _log.info("router.partitions_revoked", count=len(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        _log.info("router.partitions_assigned", count=len(assigned))
+
+
+class TransactionalEngine:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        router: Router,
+        *,
+        group_id: str,
+        transactional_id: str,
+        max_batch: int = 500,
+        on_batch: Callable[[EngineStats], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self._kafka = kafka
+        self.router = router
+        self._group_id = group_id
+        self._transactional_id = transactional_id
+        self._max_batch = max_batch
+        self._on_batch = on_batch
+        self.lock = asyncio.Lock()
+        self.stats = EngineStats()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        self._producer = await self._new_producer()
+        self._consumer = make_consumer(
+            self._kafka,
+            group_id=self._group_id,
+            auto_offset_reset="earliest",
+            client_id="prik-router",
+            # Ingress and tasks topics share partition counts, so Range puts
+            # every partition p of them on one instance: co-partitioning.
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            # A new tenant's ingress topic is found within seconds, no restart.
+            metadata_max_age_ms=5_000,
+            max_poll_interval_ms=300_000,
+        )
+        with kafka_errors("starting the router's consumer"):
+            await self._consumer.start()
+        self._consumer.subscribe(pattern=self.router.topics.ingress_pattern, listener=_Listener(self))
+        # Pattern subscription keeps metadata of every topic fresh (metadata_max_age_ms).
+        cluster = self._consumer._client.cluster  # noqa: SLF001 - aiokafka exposes no public metadata view
+        self.router.topic_exists = lambda topic: topic in cluster.topics()
+
+    async def _new_producer(self) -> AIOKafkaProducer:
+        producer = make_producer(self._kafka, transactional_id=self._transactional_id, client_id="prik-router")
+        with kafka_errors("starting the router's transactional producer"):
+            # Fences any earlier incarnation with this id and aborts its open transaction.
+            await producer.start()
+        return producer
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Route until `request_stop`; the batch in flight finishes first."""
+        assert self._consumer is not None  # noqa: S101 - start() precedes run()
+        failures = 0
+        while not self._stopping.is_set():
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+            if not batches:
+                continue
+            try:
+                async with self.lock:
+                    await self._process(batches)
+                failures = 0
+            except (AIOKafkaError, KafkaError) as exc:
+                failures += 1
+                self.stats.aborted += 1
+                _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=failures)
+                await self._rewind(batches)
+                delay = min(30.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+                await asyncio.sleep(delay)
+
+    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        assert self._consumer is not None  # noqa: S101 - start() precedes run()
+        assert self._producer is not None  # noqa: S101 - start() precedes run()
+        # A rebalance between fetch and lock may have taken partitions away:
+        # their records are the new owner's now.
+        owned = self._consumer.assignment()
+        batches = {tp: records for tp, records in batches.items() if tp in owned and records}
+        if not batches:
+            return
+        batch = Batch()
+        producer = self._producer
+        try:
+            async with producer.transaction():
+                sends = []
+                count = 0
+                for records in batches.values():
+                    for record in records:
+                        routed = await self.router.route(Incoming.from_record(record), batch)
+                        self.stats.verdicts[routed.verdict] = self.stats.verdicts.get(routed.verdict, 0) + 1
+                        count += 1
+                        for out in routed.outputs:
+                            if not self.router.topic_exists(out.topic):
+                                # A missing topic would stall every batch behind this one.
+                                _log.warning("router.output_dropped", topic=out.topic, verdict=routed.verdict)
+                                continue
+                            sends.append(
+                                await producer.send(out.topic, out.value, key=out.key, headers=list(out.headers))
+                            )
+                await asyncio.gather(*sends)
+                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                await producer.send_offsets_to_transaction(offsets, self._group_id)
+        except FATAL_PRODUCER_ERRORS:
+            await self._replace_producer()
+            raise
+        self.router.commit(batch)
+        self.stats.batches += 1
+        self.stats.records += count
+        if self._on_batch is not None:
+            result = self._on_batch(self.stats)
+            if result is not None:
+                await result
+
+    async def _replace_producer(self) -> None:
+        # A wedged producer only recovers as a new one (aiokafka #1017).
+        old, self._producer = self._producer, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()
+        self._producer = await self._new_producer()
+
+    async def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """After an abort, read the batch again from its first record."""
+        assert self._consumer is not None  # noqa: S101 - start() precedes run()
+        owned = self._consumer.assignment()
+        for tp, records in batches.items():
+            if records and tp in owned:
+                self._consumer.seek(tp, records[0].offset)
+
+    async def stop(self) -> None:
+        """Leave the group and close; safe to call twice."""
+        self._stopping.set()
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        async with self.lock:
+            if consumer is not None:
+                await consumer.stop()
+            if producer is not None:
+                await producer.stop()

@@ -1,0 +1,89 @@
+"""Reads a compacted topic into a table: all of it at start, then every change."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from contracts import KafkaError
+from prik.kafka import kafka_errors, make_consumer
+from prik.logs import get_logger
+from prik.settings import KafkaSettings
+
+from .tables import Table
+
+__all__ = ["CompactedReader"]
+
+_log = get_logger(__name__)
+
+
+class CompactedReader:
+    """A group-less, read_committed reader of every partition of one topic."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, table: Table[Any]) -> None:
+        self._kafka = kafka
+        self._topic = topic
+        self._table = table
+        self._consumer = make_consumer(kafka, group_id=None, auto_offset_reset="earliest")
+        self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Condition()
+        self._partitions: list[TopicPartition] = []
+        self._started = False
+
+    async def start(self, timeout: float = 60.0) -> None:
+        with kafka_errors(f"reading {self._topic}"):
+            await self._consumer.start()
+            partitions = self._consumer.partitions_for_topic(self._topic)
+            if partitions is None:
+                await self._consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+                partitions = self._consumer.partitions_for_topic(self._topic)
+        if not partitions:
+            await self._consumer.stop()
+            msg = f"topic {self._topic} does not exist (run `prik topics apply`)"
+            raise KafkaError(msg)
+        self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(self._partitions)
+        await self._consumer.seek_to_beginning(*self._partitions)
+        self._started = True
+        self._task = asyncio.create_task(self._run(), name=f"reader:{self._topic}")
+        self._table.catch_up = self.catch_up
+        await asyncio.wait_for(self.catch_up(), timeout)
+        _log.info("table.loaded", table=self._table.name, rows=len(self._table))
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    self._table.apply(record.key, record.value)
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def catch_up(self) -> None:
+        """Return once every change committed before this call is in the table."""
+        with kafka_errors(f"reading {self._topic}"):
+            ends = await self._consumer.end_offsets(self._partitions)
+        async with self._progress:
+            while not all(await self._position(tp) >= end for tp, end in ends.items()):
+                if self._task is not None and self._task.done():
+                    msg = f"the reader of {self._topic} stopped"
+                    raise KafkaError(msg, retriable=True)
+                await self._progress.wait()
+
+    async def _position(self, tp: TopicPartition) -> int:
+        position: int = await self._consumer.position(tp)
+        return position
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._table.catch_up = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()

@@ -1,0 +1,298 @@
+"""The routing decision for one ingress record, free of any Kafka client.
+
+Rules run in the order of the contract: parse and validate, authenticate,
+authorise, drop duplicates, expire, then route by type. A refusal is a dead
+letter plus a `rejected` receipt to the sender. State changes (the dedup
+window, task records) are staged on the `Batch` and applied only once the
+transport has committed the batch, so an aborted transaction leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from contracts import (
+    INITIAL_STATUS,
+    STRUCTURED_CONTENT_TYPE,
+    ErrorStage,
+    Message,
+    MessageType,
+    Outcome,
+    ParseError,
+    Receipt,
+    Tenants,
+    TaskRequest,
+    TaskStatusUpdate,
+    Topics,
+    TransitionError,
+    check_transition,
+    codec,
+    contains_cpr,
+    is_expired,
+    parse,
+    source_of,
+    tenant_of_source,
+    to_bytes,
+    who_may_set,
+)
+from contracts import headers as h
+from contracts.tenants import Role
+
+from .dedup import DedupWindow
+from .outputs import dead_letter, receipt
+from .records import Incoming, Outgoing
+from .tables import DirectoryTable, TaskRecord, TaskTable
+
+__all__ = ["Batch", "Routed", "Router", "Verdict"]
+
+Verdict = Literal["routed", "rejected", "expired", "duplicate", "forwarded"]
+_STRUCTURED = ((h.CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode()),)
+
+
+@dataclass(slots=True)
+class Routed:
+    verdict: Verdict
+    message_type: str
+    outputs: list[Outgoing] = field(default_factory=list)
+    stage: str | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    """State a batch has decided but the transport has not yet committed."""
+
+    seen: set[tuple[str, int, str, str]] = field(default_factory=set)
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+
+
+class _Refused(Exception):  # noqa: N818 - control flow inside the router, never escapes it
+    def __init__(self, stage: ErrorStage, reason: str) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+
+
+class Router:
+    def __init__(
+        self,
+        topics: Topics,
+        tenants: Callable[[], Tenants],
+        directory: DirectoryTable,
+        tasks: TaskTable,
+        dedup: DedupWindow,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.topics = topics
+        self._tenants = tenants
+        self.directory = directory
+        self.tasks = tasks
+        self.dedup = dedup
+        self._clock = clock
+        # The transport says which topics exist: producing to a missing one
+        # would stall the whole batch, so such a message is refused instead.
+        self.topic_exists: Callable[[str], bool] = lambda _topic: True
+
+    # -- the batch protocol -------------------------------------------------------
+
+    def commit(self, batch: Batch) -> None:
+        """Apply what a committed batch decided."""
+        for topic, partition, source, message_id in batch.seen:
+            self.dedup.add(topic, partition, source, message_id)
+        for key, record in batch.tasks.items():
+            self.tasks.put(key, record)
+
+    # -- one record -----------------------------------------------------------------
+
+    async def route(self, rec: Incoming, batch: Batch) -> Routed:
+        now = self._clock()
+        tenant_id = self.topics.tenant_of_ingress(rec.topic)
+        tenants = self._tenants()
+        tenant = tenants.get(tenant_id) if tenant_id else None
+        try:
+            message = parse(rec.value or b"", rec.headers)
+        except ParseError as exc:
+            stage = ErrorStage.PARSE if exc.stage == "parse" else ErrorStage.VALIDATE
+            return self._refuse(rec, None, tenant_id if tenant else None, stage, exc.reason, now)
+        if tenant is None:
+            # No replies topic exists for an unknown tenant: dead letter only.
+            reason = f"ingress topic {rec.topic} belongs to no known tenant"
+            return self._refuse(rec, message, None, ErrorStage.AUTHENTICATE, reason, now)
+        assert tenant_id is not None  # noqa: S101 - tenant was found by this id
+        try:
+            if message.source != source_of(tenant_id):
+                raise _Refused(ErrorStage.AUTHENTICATE, f"source must be {source_of(tenant_id)}")
+            if not tenant.allowed(message.type):
+                raise _Refused(ErrorStage.AUTHORISE, f"tenant {tenant_id} may not send {message.type}")
+            dedup_key = (rec.topic, rec.partition, message.source, message.id)
+            if dedup_key in batch.seen or self.dedup.seen(*dedup_key):
+                return Routed("duplicate", message.type)
+            batch.seen.add(dedup_key)
+            if not isinstance(message, Receipt) and is_expired(message, now):
+                return Routed("expired", message.type, [self._receipt(message, Outcome.EXPIRED, None, now)])
+            return await self._route_by_type(rec, message, tenant_id, tenants, batch, now)
+        except _Refused as refusal:
+            return self._refuse(rec, message, tenant_id, refusal.stage, refusal.reason, now)
+
+    async def _route_by_type(
+        self, rec: Incoming, message: Message, tenant_id: str, tenants: Tenants, batch: Batch, now: datetime
+    ) -> Routed:
+        if isinstance(message, Receipt):
+            return await self._forward_receipt(rec, message, tenant_id, tenants)
+        if isinstance(message, TaskStatusUpdate):
+            return await self._task_status(rec, message, tenant_id, tenants, batch, now)
+        lps = await self._lps_of(message.recipient, tenants)
+        outputs = [Outgoing(self.topics.deliver(lps), (message.recipient or "").encode(), *self._body(rec))]
+        if isinstance(message, TaskRequest):
+            key = str(message.data.task_id)
+            if key in batch.tasks or await self.tasks.get_fresh(key) is not None:
+                raise _Refused(ErrorStage.TASK, f"task {key} already exists")
+            record = TaskRecord(
+                task_id=message.data.task_id,
+                requester=tenant_id,
+                lps=lps,
+                recipient=message.recipient or "",
+                status=INITIAL_STATUS,
+                request_id=message.id,
+                updated_at=now,
+            )
+            batch.tasks[key] = record
+            outputs.append(Outgoing(self.topics.tasks, key.encode(), record.to_bytes()))
+        return Routed("routed", message.type, outputs)
+
+    async def _lps_of(self, recipient: str | None, tenants: Tenants) -> str:
+        entry = await self.directory.get_fresh(recipient) if recipient else None
+        if entry is None:
+            raise _Refused(ErrorStage.ROUTE, "recipient clinic is not in the directory")
+        lps = tenants.get(entry.lps)
+        if lps is None or lps.role is not Role.LPS:
+            raise _Refused(ErrorStage.ROUTE, f"the clinic's LPS {entry.lps} is not a known lps tenant")
+        if not self.topic_exists(self.topics.deliver(entry.lps)):
+            raise _Refused(ErrorStage.ROUTE, f"topic {self.topics.deliver(entry.lps)} does not exist")
+        return entry.lps
+
+    async def _task_status(
+        self,
+        rec: Incoming,
+        message: TaskStatusUpdate,
+        tenant_id: str,
+        tenants: Tenants,
+        batch: Batch,
+        now: datetime,
+    ) -> Routed:
+        key = str(message.data.task_id)
+        task = batch.tasks.get(key) or await self.tasks.get_fresh(key)
+        if task is None:
+            raise _Refused(ErrorStage.TASK, f"unknown task {key}")
+        if tenant_id == task.lps:
+            party = "lps"
+        elif tenant_id == task.requester:
+            party = "requester"
+        else:
+            raise _Refused(ErrorStage.AUTHORISE, f"tenant {tenant_id} is not a party to task {key}")
+        if who_may_set(message.data.status) != party:
+            raise _Refused(ErrorStage.AUTHORISE, f"the {party} may not set status {message.data.status}")
+        try:
+            check_transition(task.status, message.data.status)
+        except TransitionError as exc:
+            raise _Refused(ErrorStage.TASK, str(exc)) from None
+        moved = task.moved(message.data.status, now)
+        batch.tasks[key] = moved
+        outputs = [Outgoing(self.topics.tasks, key.encode(), moved.to_bytes())]
+        if party == "lps":
+            if tenants.get(task.requester) is None or not self.topic_exists(self.topics.replies(task.requester)):
+                raise _Refused(ErrorStage.ROUTE, f"the requester {task.requester} has no replies topic")
+            outputs.append(Outgoing(self.topics.replies(task.requester), key.encode(), *self._body(rec)))
+            outputs.append(self._receipt(message, Outcome.DELIVERED, None, now))
+        else:
+            # The LPS's consumer groups by clinic, so the forwarded status names it.
+            addressed = message.model_copy(update={"recipient": task.recipient})
+            outputs.append(
+                Outgoing(self.topics.deliver(task.lps), task.recipient.encode(), to_bytes(addressed), _STRUCTURED)
+            )
+        return Routed("forwarded", message.type, outputs)
+
+    async def _forward_receipt(self, rec: Incoming, message: Receipt, tenant_id: str, tenants: Tenants) -> Routed:
+        data = message.data
+        entry = await self.directory.get_fresh(data.recipient) if data.recipient else None
+        if entry is None or entry.lps != tenant_id:
+            raise _Refused(ErrorStage.RECEIPT, f"lps {tenant_id} does not serve the receipt's recipient")
+        sender = tenant_of_source(data.message_source)
+        if sender is None or tenants.get(sender) is None or not self.topic_exists(self.topics.replies(sender)):
+            raise _Refused(ErrorStage.RECEIPT, "the receipt's message_source is not a known tenant")
+        out = Outgoing(self.topics.replies(sender), data.message_id.encode(), *self._body(rec))
+        return Routed("forwarded", message.type, [out])
+
+    # -- helpers ----------------------------------------------------------------------
+
+    @staticmethod
+    def _body(rec: Incoming) -> tuple[bytes | None, tuple[tuple[str, bytes], ...]]:
+        """The value to forward: structured records as they came, binary ones re-encoded."""
+        if any(k == h.CE_SPECVERSION for k, _ in rec.headers):
+            return to_bytes(parse(rec.value or b"", rec.headers)), _STRUCTURED
+        return rec.value, _STRUCTURED
+
+    def _receipt(self, message: Message, outcome: Outcome, reason: str | None, now: datetime) -> Outgoing:
+        # Only reached for an authenticated source, whose tenant has a replies topic.
+        sender = tenant_of_source(message.source) or ""
+        return receipt(
+            self.topics.replies(sender),
+            message_id=message.id,
+            message_source=message.source,
+            message_type=message.type,
+            recipient=message.recipient,
+            outcome=outcome,
+            reason=reason,
+            now=now,
+        )
+
+    def _refuse(
+        self,
+        rec: Incoming,
+        message: Message | None,
+        tenant_id: str | None,
+        stage: ErrorStage,
+        reason: str,
+        now: datetime,
+    ) -> Routed:
+        outputs = [dead_letter(self.topics, rec, stage, reason)]
+        message_type = message.type if message else _peek(rec, "type") or "unknown"
+        # A receipt about a receipt would loop between router and LPS.
+        replies = self.topics.replies(tenant_id) if tenant_id else None
+        if replies and self.topic_exists(replies) and message_type != MessageType.RECEIPT:
+            message_id = message.id if message else _peek(rec, "id") or f"{rec.topic}:{rec.partition}:{rec.offset}"
+            outputs.append(
+                receipt(
+                    replies,
+                    message_id=message_id,
+                    message_source=source_of(tenant_id or ""),
+                    message_type=message_type,
+                    recipient=message.recipient if message else None,
+                    outcome=Outcome.REJECTED,
+                    reason=reason,
+                    now=now,
+                )
+            )
+        return Routed("rejected", message_type, outputs, stage=str(stage))
+
+
+def _peek(rec: Incoming, attribute: str) -> str | None:
+    """Best effort: an attribute of a message that failed to parse, for its receipt."""
+    for k, v in rec.headers:
+        if k == f"ce_{attribute}":
+            return _printable(v.decode("utf-8", "replace"))
+    try:
+        raw = codec.loads(rec.value or b"")
+    except ParseError:
+        return None
+    value = raw.get(attribute) if isinstance(raw, dict) else None
+    return _printable(value) if isinstance(value, str) else None
+
+
+def _printable(value: str) -> str | None:
+    # Receipts validate ids as printable ASCII; anything else is left out.
+    if not value or len(value) > 200 or contains_cpr(value):
+        return None
+    return value if all("!" <= c <= "~" for c in value) else None

@@ -1,0 +1,108 @@
+"""In-memory views of the compacted topics the router decides by.
+
+A table is fed record by record (by `CompactedReader`, or by a FastStream
+subscriber in the in-memory tier). A value that does not decode is skipped and
+logged by key: an operator's typo must not stop routing for everyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Generic, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from contracts import ParseError, Sor, TaskStatus, TenantId, UtcDatetime, codec
+from contracts.directory import DirectoryEntry
+from prik.logs import get_logger
+
+__all__ = ["DirectoryTable", "Table", "TaskRecord", "TaskTable"]
+
+V = TypeVar("V")
+_log = get_logger(__name__)
+
+
+class TaskRecord(BaseModel):
+    """The latest state of one task, as kept in the tasks topic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_id: UUID
+    requester: TenantId
+    lps: TenantId
+    recipient: Sor
+    status: TaskStatus
+    request_id: str
+    updated_at: UtcDatetime
+
+    def to_bytes(self) -> bytes:
+        return codec.dumps(self.model_dump(mode="json"))
+
+    def moved(self, status: TaskStatus, at: datetime) -> TaskRecord:
+        return self.model_copy(update={"status": status, "updated_at": at})
+
+
+class Table(Generic[V]):
+    def __init__(self, name: str, decode: Callable[[str, bytes], V]) -> None:
+        self.name = name
+        self._decode = decode
+        self._rows: dict[str, V] = {}
+        # Set by a reader that can read the topic to its end on demand.
+        self.catch_up: Callable[[], Awaitable[None]] | None = None
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        k = key.decode("utf-8", "replace")
+        if value is None:
+            self._rows.pop(k, None)
+            return
+        try:
+            self._rows[k] = self._decode(k, value)
+        except (ParseError, ValidationError, ValueError, TypeError):
+            _log.warning("table.bad_value", table=self.name, key=k)
+
+    def put(self, key: str, value: V) -> None:
+        self._rows[key] = value
+
+    def get(self, key: str) -> V | None:
+        return self._rows.get(key)
+
+    async def get_fresh(self, key: str) -> V | None:
+        """The row, reading the topic to its end first when the key is unknown.
+
+        A task status can reach this instance before the record its request
+        wrote; a clinic can be loaded a moment before its first message.
+        """
+        row = self._rows.get(key)
+        if row is None and self.catch_up is not None:
+            await self.catch_up()
+            row = self._rows.get(key)
+        return row
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def _decode_directory(key: str, value: bytes) -> DirectoryEntry:
+    raw = codec.loads(value)
+    if not isinstance(raw, dict):
+        msg = "directory value is not an object"
+        raise TypeError(msg)
+    return DirectoryEntry(sor=key, **raw)
+
+
+def _decode_task(_key: str, value: bytes) -> TaskRecord:
+    return TaskRecord.model_validate(codec.loads(value))
+
+
+class DirectoryTable(Table[DirectoryEntry]):
+    def __init__(self) -> None:
+        super().__init__("directory", _decode_directory)
+
+
+class TaskTable(Table[TaskRecord]):
+    def __init__(self) -> None:
+        super().__init__("tasks", _decode_task)

@@ -1,0 +1,44 @@
+"""The tenants file, re-read when it changes: a new tenant needs no restart."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from contracts import ConfigError, Tenants
+from prik.logs import get_logger
+from prik.tenants import load_tenants
+
+__all__ = ["TenantsFile"]
+
+_log = get_logger(__name__)
+
+
+class TenantsFile:
+    """Callable returning the current tenants; checks the file at most once a second."""
+
+    def __init__(self, path: Path, check_every: float = 1.0) -> None:
+        self._path = path
+        self._check_every = check_every
+        self._tenants = load_tenants(path)
+        self._mtime = path.stat().st_mtime_ns
+        self._checked = time.monotonic()
+
+    def __call__(self) -> Tenants:
+        now = time.monotonic()
+        if now - self._checked >= self._check_every:
+            self._checked = now
+            self._reload_if_changed()
+        return self._tenants
+
+    def _reload_if_changed(self) -> None:
+        try:
+            mtime = self._path.stat().st_mtime_ns
+            if mtime == self._mtime:
+                return
+            self._tenants = load_tenants(self._path)
+            self._mtime = mtime
+            _log.info("tenants.reloaded", tenants=len(self._tenants.tenant))
+        except (OSError, ConfigError) as exc:
+            # Keep routing with the tenants we have; a half-saved file is common.
+            _log.warning("tenants.reload_failed", error=str(exc))

@@ -1,0 +1,14 @@
+"""Deployment: the local Apache Kafka runner and topic provisioning."""
+
+from .local_kafka import KAFKA_VERSION, KafkaStatus, LocalKafka, LocalKafkaConfig, default_data_dir
+from .readiness import probe_metadata, wait_until_ready
+
+__all__ = [
+    "KAFKA_VERSION",
+    "KafkaStatus",
+    "LocalKafka",
+    "LocalKafkaConfig",
+    "default_data_dir",
+    "probe_metadata",
+    "wait_until_ready",
+]

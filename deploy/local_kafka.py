@@ -1,0 +1,288 @@
+"""A real, single-node Apache Kafka (KRaft) run from Maven Central jars.
+
+No Docker engine and no download site: Maven resolves the pinned broker once
+into a cache folder; the JVM then runs detached from the caller, with its log
+and pid in the data folder, so `prik kafka start` can return and `stop` or
+`status` can find it again from another process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts import ConfigError, KafkaError, codec
+
+from .readiness import wait_until_ready
+
+__all__ = ["KAFKA_VERSION", "KafkaStatus", "LocalKafka", "LocalKafkaConfig", "default_data_dir"]
+
+_KAFKA_DIR = Path(__file__).parent / "kafka"
+_POM = _KAFKA_DIR / "pom.xml"
+_LOG4J = _KAFKA_DIR / "log4j2.properties"
+_STATE_FILE = "prik-kafka.json"
+
+
+def _pinned_version() -> str:
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", _POM.read_text())
+    if match is None:  # pragma: no cover - the pom ships with the package
+        msg = f"{_POM} names no kafka.version"
+        raise ConfigError(msg)
+    return match.group(1)
+
+
+KAFKA_VERSION = _pinned_version()
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "prik" / "kafka"
+
+
+def _default_lib_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "prik" / f"kafka-{KAFKA_VERSION}" / "lib"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalKafkaConfig:
+    data_dir: Path
+    port: int = 9092
+    heap_mb: int = 512
+    lib_dir: Path | None = None
+    java: str | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaStatus:
+    running: bool
+    bootstrap: str | None
+    pid: int | None
+    data_dir: Path
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _is_kafka_process(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"kafka.Kafka" in cmdline
+
+
+class LocalKafka:
+    """Start, stop and inspect one local broker bound to loopback."""
+
+    def __init__(self, config: LocalKafkaConfig) -> None:
+        self._config = config
+        self._data_dir = config.data_dir.resolve()
+        self._lib_dir = (config.lib_dir or _default_lib_dir()).resolve()
+
+    @property
+    def data_dir(self) -> Path:
+        return self._data_dir
+
+    @property
+    def log_file(self) -> Path:
+        return self._data_dir / "logs" / "server.log"
+
+    # -- jars -----------------------------------------------------------------
+
+    def ensure_jars(self) -> Path:
+        """Resolve the pinned broker into the cache once; later calls are free."""
+        marker = self._lib_dir / ".complete"
+        if marker.exists():
+            return self._lib_dir
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            msg = "mvn not found: Maven is needed once to fetch the Kafka jars (apt-get install maven)"
+            raise ConfigError(msg)
+        self._lib_dir.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [mvn, "-q", "-B", "-f", str(_POM), "dependency:copy-dependencies",
+             "-DincludeScope=runtime", f"-DoutputDirectory={self._lib_dir}"],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
+            msg = f"fetching the Kafka {KAFKA_VERSION} jars with Maven failed: {tail[0]}"
+            raise KafkaError(msg, retriable=True)
+        marker.touch()
+        return self._lib_dir
+
+    def _java(self) -> str:
+        if self._config.java:
+            return self._config.java
+        java_home = os.environ.get("JAVA_HOME")
+        if java_home and (Path(java_home) / "bin" / "java").exists():
+            return str(Path(java_home) / "bin" / "java")
+        java = shutil.which("java")
+        if java is None:
+            msg = "java not found: install a Java 17+ runtime (apt-get install openjdk-17-jre-headless)"
+            raise ConfigError(msg)
+        return java
+
+    # -- state ----------------------------------------------------------------
+
+    def _state_path(self) -> Path:
+        return self._data_dir / _STATE_FILE
+
+    def _read_state(self) -> dict[str, int] | None:
+        try:
+            raw = codec.loads(self._state_path().read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(raw, dict):
+            return None
+        return {k: int(v) for k, v in raw.items() if isinstance(v, int)}
+
+    def status(self) -> KafkaStatus:
+        state = self._read_state()
+        if state and _is_kafka_process(state.get("pid", -1)):
+            return KafkaStatus(True, f"127.0.0.1:{state['port']}", state["pid"], self._data_dir)
+        return KafkaStatus(False, None, None, self._data_dir)
+
+    # -- start / stop -----------------------------------------------------------
+
+    def _write_properties(self, port: int, controller_port: int) -> Path:
+        data = self._data_dir / "data"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "3",
+            "offsets.topic.replication.factor": "1",
+            # One partition each: a first consumer group or transaction is
+            # ready in milliseconds instead of waiting on 50 partitions.
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # The 4.x sample no longer sets it; the default costs 3 s per join.
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "false",
+        }
+        path = self._data_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        return path
+
+    def _format(self, java: str, lib: Path, properties: Path) -> None:
+        if (self._data_dir / "data" / "meta.properties").exists():
+            return
+        classpath = f"{lib}/*"
+        cluster_id = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
+             "-t", cluster_id, "-c", str(properties), "--ignore-formatted"],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            lines = (result.stdout + result.stderr).strip().splitlines() or ["no output"]
+            msg = f"formatting Kafka storage in {self._data_dir} failed: {lines[-1]}"
+            raise KafkaError(msg)
+
+    def start(self, timeout: float = 90.0) -> str:
+        """Start the broker (or find it running) and return its bootstrap address."""
+        current = self.status()
+        if current.running and current.bootstrap is not None:
+            wait_until_ready(current.bootstrap, timeout)
+            return current.bootstrap
+        port = self._config.port
+        if not _port_free(port):
+            msg = f"port {port} is taken by another process: choose another with --port"
+            raise ConfigError(msg)
+        java = self._java()
+        lib = self.ensure_jars()
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        (self._data_dir / "logs").mkdir(exist_ok=True)
+        controller_port = _free_port()
+        properties = self._write_properties(port, controller_port)
+        self._format(java, lib, properties)
+        heap = f"{self._config.heap_mb}m"
+        argv = [
+            java, f"-Xms{min(self._config.heap_mb, 256)}m", f"-Xmx{heap}", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={_LOG4J}", f"-Dkafka.logs.dir={self._data_dir / 'logs'}",
+            "-cp", f"{lib}/*", "kafka.Kafka", str(properties),
+        ]
+        console = (self._data_dir / "logs" / "console.out").open("ab")
+        with console:
+            # A session of its own: Ctrl-C in the shell that ran `start` must
+            # not reach the broker, which outlives the command.
+            process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=self._data_dir,
+            )
+        self._state_path().write_bytes(
+            codec.dumps({"pid": process.pid, "port": port, "controller_port": controller_port}),
+        )
+        bootstrap = self._config.bootstrap
+        try:
+            wait_until_ready(bootstrap, timeout, alive=lambda: process.poll() is None)
+        except KafkaError:
+            self._kill(process.pid)
+            raise
+        return bootstrap
+
+    def _kill(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        self._state_path().unlink(missing_ok=True)
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Shut the broker down cleanly; True if one was running. Keeps its data."""
+        current = self.status()
+        if not current.running or current.pid is None:
+            self._state_path().unlink(missing_ok=True)
+            return False
+        os.kill(current.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _is_kafka_process(current.pid):
+                break
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(current.pid, os.WNOHANG)
+            time.sleep(0.1)
+        else:
+            self._kill(current.pid)
+        self._state_path().unlink(missing_ok=True)
+        return True

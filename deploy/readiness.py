@@ -1,0 +1,45 @@
+"""Readiness of a broker means a metadata request succeeds, not an open port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from contracts import KafkaError
+
+__all__ = ["probe_metadata", "wait_until_ready"]
+
+
+async def probe_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return bool(client.cluster.brokers())
+    except (AIOKafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+def wait_until_ready(
+    bootstrap: str,
+    timeout: float,
+    alive: Callable[[], bool] | None = None,
+) -> None:
+    """Block until `bootstrap` answers a metadata request, or raise KafkaError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            msg = f"the Kafka broker for {bootstrap} exited during start-up (see its server.log)"
+            raise KafkaError(msg)
+        if asyncio.run(probe_metadata(bootstrap)):
+            return
+        time.sleep(0.25)
+    msg = f"the Kafka broker at {bootstrap} did not answer within {timeout:.0f}s"
+    raise KafkaError(msg, retriable=True)

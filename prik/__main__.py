@@ -1,0 +1,3 @@
+from prik.cli import main
+
+main()

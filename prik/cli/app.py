@@ -1,0 +1,49 @@
+"""The root `prik` command: sub-commands register here; errors become one line."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import typer
+
+from contracts import ConfigError, PrikError
+
+__all__ = ["app", "fail", "main"]
+
+app = typer.Typer(
+    name="prik",
+    help=(
+        "prik: a tap on the shoulder for Danish general practice.\n\n"
+        "Senders publish CloudEvents onto Apache Kafka; the router validates, authorises "
+        "and routes them; clinic-side consumers deliver them to the practice system (LPS).\n\n"
+        "Exit codes: 0 success, 1 the work failed, 2 usage or configuration error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    # One clear line instead of a traceback: errors are handled in main().
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one error line to stderr and exit."""
+    sys.stderr.write(f"prik: error: {message}\n")
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    from . import commands  # noqa: F401, PLC0415 - registers the sub-commands on `app`
+
+    try:
+        app()
+    except ConfigError as exc:
+        sys.stderr.write(f"prik: error: {exc}\n")
+        sys.exit(2)
+    except PrikError as exc:
+        sys.stderr.write(f"prik: error: {exc}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("prik: interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,75 @@
+"""The test harness: one real Kafka broker per session, unique topics per test.
+
+Where the broker comes from, in order: `PRIK_TEST_KAFKA=host:port`; else
+testcontainers' Kafka when a Docker engine answers; else the local runner
+(Maven Central jars, a JVM on a free loopback port), started once and stopped
+after the session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy import LocalKafka, LocalKafkaConfig, wait_until_ready
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # noqa: PLC0415 - only where testcontainers may be used
+
+        docker.from_env(timeout=2).ping()
+    except Exception:  # noqa: BLE001 - any failure means "no engine here"
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("PRIK_TEST_KAFKA")
+    if given:
+        wait_until_ready(given, 60)
+        yield given
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415 - needs Docker
+
+        with KafkaContainer("apache/kafka:4.1.2").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    runner = LocalKafka(LocalKafkaConfig(data_dir=tmp_path_factory.mktemp("kafka"), port=_free_port()))
+    bootstrap = runner.start(timeout=120)
+    try:
+        yield bootstrap
+    finally:
+        runner.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short suffix that makes this test's topics and groups its own."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def topic_prefix(request: pytest.FixtureRequest, unique: str) -> str:
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    return f"t-{name}-{unique}"
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
