@@ -67,15 +67,17 @@ class CompactedReader:
         with kafka_errors(f"reading {self._topic}"):
             ends = await self._consumer.end_offsets(self._partitions)
         async with self._progress:
-            while not all(await self._position(tp) >= end for tp, end in ends.items()):
+            while not await self._reached(ends):
                 if self._task is not None and self._task.done():
                     msg = f"the reader of {self._topic} stopped"
                     raise KafkaError(msg, retriable=True)
                 await self._progress.wait()
 
-    async def _position(self, tp: TopicPartition) -> int:
-        position: int = await self._consumer.position(tp)
-        return position
+    async def _reached(self, ends: dict[TopicPartition, int]) -> bool:
+        for tp, end in ends.items():
+            if await self._consumer.position(tp) < end:
+                return False
+        return True
 
     async def stop(self) -> None:
         if not self._started:

@@ -37,6 +37,7 @@ from contracts.identifiers import (
     UtcDatetime,
     Ydernummer,
     contains_cpr,
+    is_cpr,
     rfc3339,
 )
 from contracts.messages import (
@@ -143,6 +144,7 @@ __all__ = [
     "effective_expiry",
     "example_messages",
     "ingress_topic",
+    "is_cpr",
     "is_expired",
     "json_schemas",
     "kind_of",

@@ -68,6 +68,11 @@ def _normalise_cpr(value: str) -> str:
     return digits
 
 
+def is_cpr(text: str) -> bool:
+    """True when `text` as a whole is a CPR number (10 digits or DDMMYY-SSSS, valid day and month)."""
+    return _CPR_RE.fullmatch(text) is not None and _valid_day_month(int(text[0:2]), int(text[2:4]))
+
+
 def contains_cpr(text: str) -> bool:
     """True when `text` holds something shaped like a CPR number (valid day and month)."""
     return any(_valid_day_month(int(m[1]), int(m[2])) for m in _CPR_IN_TEXT_RE.finditer(text))

@@ -18,6 +18,7 @@ from contracts.identifiers import (
     Sor,
     UtcDatetime,
     contains_cpr,
+    is_cpr,
 )
 from contracts.tasks import TaskStatus
 
@@ -91,8 +92,19 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead-lettered"
 
 
+# Ids, correlation ids and subjects reach keys, headers and logs; CPR lives only in data.
+# Ids are only refused when they *are* a CPR: a substring test would refuse about one
+# random UUID in a few thousand ("…ab010190-1234-…"). Subjects are prose, so any CPR-shaped run counts.
+
+
+def _not_a_cpr(value: str) -> str:
+    if is_cpr(value):
+        kind = "cpr_outside_data"
+        raise PydanticCustomError(kind, "must not be a CPR number")
+    return value
+
+
 def _no_cpr(value: str) -> str:
-    # Ids, correlation ids and subjects reach keys, headers and logs; CPR lives only in data.
     if contains_cpr(value):
         kind = "cpr_outside_data"
         raise PydanticCustomError(kind, "must not contain a CPR number")
@@ -102,7 +114,7 @@ def _no_cpr(value: str) -> str:
 MessageId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=ID_MAX_CHARS, pattern=ID_PATTERN),
-    AfterValidator(_no_cpr),
+    AfterValidator(_not_a_cpr),
 ]
 """A message id, unique per source: the dedup key and webhook-id."""
 

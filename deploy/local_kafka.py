@@ -105,6 +105,8 @@ class LocalKafka:
         self._config = config
         self._data_dir = config.data_dir.resolve()
         self._lib_dir = (config.lib_dir or _default_lib_dir()).resolve()
+        # Kept so the child is reaped by the runner that started it.
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -252,6 +254,7 @@ class LocalKafka:
                 argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                 start_new_session=True, cwd=self._data_dir,
             )
+        self._process = process
         self._state_path().write_bytes(
             codec.dumps({"pid": process.pid, "port": port, "controller_port": controller_port}),
         )
@@ -260,6 +263,8 @@ class LocalKafka:
             wait_until_ready(bootstrap, timeout, alive=lambda: process.poll() is None)
         except KafkaError:
             self._kill(process.pid)
+            process.wait()
+            self._process = None
             raise
         return bootstrap
 
@@ -284,5 +289,8 @@ class LocalKafka:
             time.sleep(0.1)
         else:
             self._kill(current.pid)
+        if self._process is not None:
+            self._process.wait(timeout)
+            self._process = None
         self._state_path().unlink(missing_ok=True)
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 
@@ -17,12 +18,17 @@ __all__ = ["probe_metadata", "wait_until_ready"]
 
 async def probe_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    # A refused connection is the expected answer while a broker starts: not an error to log.
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
         return bool(client.cluster.brokers())
     except (AIOKafkaError, OSError, TimeoutError):
         return False
     finally:
+        logger.setLevel(level)
         with contextlib.suppress(Exception):
             await client.close()
 

@@ -20,6 +20,7 @@ from contracts import (
     TaskStatusUpdate,
     VideoQueueEvent,
     rfc3339,
+    source_of,
 )
 from prik.logs import configure_logging
 from prik.settings import Settings, load_settings
@@ -40,7 +41,7 @@ __all__ = ["format_reply", "parse_due", "parse_duration", "replies", "send_app",
 
 send_app = typer.Typer(
     help="Publish a message onto your ingress topic, as tenant --as. Prints the message id and where "
-    "Kafka stored it: topic[partition]@offset.",
+    "Kafka stored it: topic\\[partition]@offset.",
     no_args_is_help=True,
 )
 task_app = typer.Typer(help="Answer or cancel a task.", no_args_is_help=True)
@@ -127,6 +128,10 @@ def _check_may_send(settings: Settings, tenant: str, message_type: str) -> None:
 
 def _publish(tenant: str, message: Message, *, raw: bytes | None = None) -> PublishResult:
     settings = _settings()
+    if message.source != source_of(tenant):
+        # Checked before authorisation: the wrong --as is the likelier mistake than the wrong grant.
+        msg = f"message source {message.source} is not urn:prik:{tenant}, the source of --as {tenant}"
+        raise ConfigError(msg)
     _check_may_send(settings, tenant, message.type)
 
     async def work() -> PublishResult:

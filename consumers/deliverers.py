@@ -1,0 +1,185 @@
+"""How a message reaches the LPS: a signed webhook, an in-process callback, or a printed line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol, TextIO
+
+import aiohttp
+
+from contracts import Message, rfc3339
+
+from .backoff import parse_retry_after
+from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError
+from .signing import make_webhook, sign_headers
+
+__all__ = [
+    "CallbackDeliverer",
+    "Deliverer",
+    "Delivery",
+    "PrintDeliverer",
+    "WebhookDeliverer",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One attempt to hand `message` to the LPS for `clinic` (its SOR, the record key)."""
+
+    message: Message
+    body: bytes
+    clinic: str
+    attempt: int
+
+
+class Deliverer(Protocol):
+    """Hands one message to the LPS; returns when it was accepted.
+
+    Raise `DeliveryRefused` when trying again cannot help (dead-letter at once) and
+    `RetriableDeliveryError` (or anything else) when it may.
+    """
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def deliver(self, delivery: Delivery) -> None: ...
+
+
+# Statuses that say "later" rather than "never": too many requests, and a request timeout.
+_RETRY_4XX = frozenset({408, 429})
+
+
+class WebhookDeliverer:
+    """`POST`s the envelope JSON to `url`, signed the Standard Webhooks way with `secret`.
+
+    2xx is delivered; 410 is `EndpointGone`; 408, 429, 3xx and 5xx, timeouts and
+    connection errors are retried (honouring `Retry-After`); any other 4xx is refused.
+    One pooled session serves every clinic; each clinic has at most one request in
+    flight, so the pool size bounds concurrency across clinics.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        connect_timeout: float = 5.0,
+        total_timeout: float = 15.0,
+        max_connections: int = 100,
+    ) -> None:
+        self.url = url
+        self.secret = secret
+        self._webhook = make_webhook(secret)
+        self._timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout)
+        self.total_timeout = total_timeout
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers={"user-agent": "prik-consumer"},
+            )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def deliver(self, delivery: Delivery) -> None:
+        if self._session is None:
+            msg = "WebhookDeliverer used before start()"
+            raise RuntimeError(msg)
+        headers = sign_headers(self._webhook, delivery.message.id, delivery.body)
+        headers["content-type"] = "application/json"
+        try:
+            # No redirects: a signed POST must not silently turn into something else.
+            async with self._session.post(
+                self.url, data=delivery.body, headers=headers, allow_redirects=False
+            ) as response:
+                status = response.status
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+                # Drain (bounded) so the pooled connection can be reused.
+                await response.content.read(64 * 1024)
+        except TimeoutError:
+            msg = "webhook timed out"
+            raise RetriableDeliveryError(msg) from None
+        except aiohttp.ClientError as exc:
+            msg = f"webhook connection failed ({type(exc).__name__})"
+            raise RetriableDeliveryError(msg) from None
+        _classify(status, retry_after)
+
+
+def _classify(status: int, retry_after: float | None) -> None:
+    if 200 <= status < 300:
+        return
+    if status == 410:
+        msg = "webhook answered 410 Gone"
+        raise EndpointGone(msg)
+    msg = f"webhook answered HTTP {status}"
+    if 400 <= status < 500 and status not in _RETRY_4XX:
+        raise DeliveryRefused(msg)
+    raise RetriableDeliveryError(msg, retry_after=retry_after)
+
+
+MessageCallback = Callable[[Message], Awaitable[None]]
+
+
+class CallbackDeliverer:
+    """Delivers by awaiting `fn(message)` in-process, for an LPS that embeds prik.
+
+    `fn` returns to accept; raises `DeliveryRefused` to refuse for good,
+    `RetriableDeliveryError` (optionally with `retry_after`) or any other exception
+    to be called again later with the same message.
+    """
+
+    def __init__(self, fn: MessageCallback) -> None:
+        self._fn = fn
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def deliver(self, delivery: Delivery) -> None:
+        try:
+            await self._fn(delivery.message)
+        except (DeliveryRefused, RetriableDeliveryError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # Only the type: an exception's text may quote the message, patient data included.
+            msg = f"callback raised {type(exc).__name__}"
+            raise RetriableDeliveryError(msg) from exc
+
+
+class PrintDeliverer:
+    """Writes one line per message: time, clinic, type, id. Never `data`, so never a CPR."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        (self._stream or sys.stdout).flush()
+
+    async def deliver(self, delivery: Delivery) -> None:
+        message = delivery.message
+        expires = f" expires={rfc3339(message.expiresat)}" if message.expiresat is not None else ""
+        line = (
+            f"{rfc3339(datetime.now(UTC))} clinic={delivery.clinic} type={message.type} "
+            f"id={message.id} priority={message.priority.value}{expires}\n"
+        )
+        stream = self._stream or sys.stdout
+        stream.write(line)
+        stream.flush()

@@ -1,0 +1,126 @@
+"""The consumer's one Kafka producer: receipts, dead letters and task statuses.
+
+Sends retry until they succeed, the runtime stops, or a caller's time runs out:
+a receipt or dead letter that cannot be written keeps its message unfinished
+(never committed), which is what at-least-once needs. A producer that reports a
+fatal error is replaced (aiokafka #1017: an idempotent producer stays wedged
+on OutOfOrderSequenceNumber until it is restarted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from contracts import KafkaError
+from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_producer, translate
+from prik.logs import get_logger
+from prik.settings import KafkaSettings
+
+from .backoff import Backoff
+
+__all__ = ["Outbox"]
+
+_log = get_logger("prik.consumers.outbox")
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class Outbox:
+    """Keyed, acknowledged (acks=all, idempotent) sends that survive transient Kafka trouble."""
+
+    def __init__(self, kafka: KafkaSettings, *, client_id: str, retry: Backoff | None = None) -> None:
+        self._kafka = kafka
+        self._client_id = client_id
+        self._retry = retry or Backoff(base=0.2, cap=5.0)
+        self._producer: AIOKafkaProducer | None = None
+        self._restart_lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+
+    async def start(self) -> None:
+        producer = make_producer(self._kafka, client_id=self._client_id)
+        try:
+            with kafka_errors(f"connecting a producer to Kafka at {self._kafka.bootstrap}"):
+                await producer.start()
+        except BaseException:
+            await producer.stop()  # a failed start still holds a client and its connections
+            raise
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Flush what was handed over, then close. Safe to call twice."""
+        self._closed.set()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+    async def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes,
+        headers: Headers | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  a budget for the retries, not one await
+        abandon: asyncio.Event | None = None,
+    ) -> None:
+        """Write one record and wait for Kafka's acknowledgement.
+
+        Retries with backoff; raises `KafkaError` when `timeout` seconds pass, when
+        `abandon` is set between tries, or once the outbox is stopped.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        attempt = 0
+        while True:
+            producer = self._producer
+            if producer is None:
+                msg = "producer is stopped"
+                raise KafkaError(msg, retriable=True)
+            attempt += 1
+            try:
+                await producer.send_and_wait(topic, value=value, key=key, headers=list(headers or ()))
+            except FATAL_PRODUCER_ERRORS as exc:
+                _log.warning("producer wedged, restarting it", topic=topic, error=type(exc).__name__)
+                await self._restart(producer)
+                last: AIOKafkaError = exc
+            except AIOKafkaError as exc:
+                _log.warning("publish failed, will retry", topic=topic, error=type(exc).__name__)
+                last = exc
+            else:
+                return
+            delay = self._retry.delay(attempt)
+            now = time.monotonic()
+            if deadline is not None and now + delay > deadline:
+                raise translate(last, f"publishing to {topic}")
+            if (abandon is not None and abandon.is_set()) or self._closed.is_set():
+                raise translate(last, f"publishing to {topic}")
+            await asyncio.sleep(delay)
+
+    async def _restart(self, broken: AIOKafkaProducer) -> None:
+        async with self._restart_lock:
+            # Several senders may see the same wedged producer; only the first replaces it.
+            if self._producer is not broken or self._closed.is_set():
+                return
+            fresh = make_producer(self._kafka, client_id=self._client_id)
+            try:
+                await fresh.start()
+            except AIOKafkaError:
+                await fresh.stop()
+                return
+            self._producer = fresh
+            try:
+                await _stop(broken)
+            except AIOKafkaError as exc:
+                _log.warning("closing the wedged producer failed", error=type(exc).__name__)
+
+
+async def _stop(producer: AIOKafkaProducer) -> None:
+    # A separate function, as mypy narrows the `is not` test above to "unreachable" on an untyped class.
+    await producer.stop()

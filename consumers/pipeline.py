@@ -1,0 +1,295 @@
+"""One consumed record, taken to its final outcome: delivered, expired or dead-lettered.
+
+The steps, in order, for a message of one clinic:
+1. past its effective expiry -> `expired` receipt, never delivered;
+2. deliver; accepted -> `delivered` receipt;
+3. refused for good (410, other 4xx, `DeliveryRefused`) -> dead letter + receipt at once;
+4. otherwise wait (full-jitter backoff, at least `Retry-After`) and go to 1, until
+   `max_retry_time` has passed since the first attempt -> dead letter + receipt.
+The receipt (and dead letter) is written before the caller marks the offset done,
+so a crash in between redelivers rather than loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka.structs import TopicPartition
+
+from contracts import (
+    STRUCTURED_CONTENT_TYPE,
+    ErrorStage,
+    Message,
+    Outcome,
+    ParseError,
+    Receipt,
+    effective_expiry,
+    is_expired,
+    to_bytes,
+)
+from contracts.headers import (
+    CE_SPECVERSION,
+    CONTENT_TYPE,
+    ERROR_REASON,
+    ERROR_STAGE,
+    ORIGINAL_OFFSET,
+    ORIGINAL_PARTITION,
+    ORIGINAL_TOPIC,
+)
+from contracts.topics import Topics
+from prik.logs import get_logger
+
+from .backoff import Backoff
+from .deliverers import Deliverer, Delivery
+from .errors import DeliveryRefused, RetriableDeliveryError
+from .outbox import Outbox
+from .receipts import build_receipt
+from .stats import ConsumerStats, OutcomeEvent
+
+__all__ = ["Phase", "Pipeline", "Record"]
+
+_log = get_logger("prik.consumers")
+_ERROR_HEADERS = frozenset({ERROR_STAGE, ERROR_REASON, ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET})
+
+
+@dataclass(slots=True)
+class Record:
+    """A consumed record waiting for its outcome; `message` is None when it could not be read."""
+
+    tp: TopicPartition
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    clinic: str
+    message: Message | None
+    error: ParseError | None = None
+
+    def body(self) -> bytes:
+        """What the LPS receives: the envelope JSON as consumed (structured mode)."""
+        if self.message is not None and any(name.lower() == CE_SPECVERSION for name, _ in self.headers):
+            # A binary-mode record's value is only `data`; the webhook body is the whole envelope.
+            return to_bytes(self.message)
+        return self.value
+
+
+@dataclass(slots=True)
+class Phase:
+    """What a clinic's worker is doing and by when it should be done (monotonic), for health."""
+
+    name: str = "idle"
+    due: float | None = None
+
+    def enter(self, name: str, budget: float | None) -> None:
+        self.name = name
+        self.due = None if budget is None else time.monotonic() + budget
+
+
+class _Abandoned(Exception):  # noqa: N818  control flow, not an error: the runtime is stopping
+    pass
+
+
+class Pipeline:
+    """The delivery rules, shared by every clinic's worker."""
+
+    def __init__(
+        self,
+        *,
+        lps: str,
+        topics: Topics,
+        deliverer: Deliverer,
+        outbox: Outbox,
+        stats: ConsumerStats,
+        stopping: asyncio.Event,
+        backoff: Backoff,
+        max_retry_time: float,
+        attempt_timeout: float,
+        publish_budget: float = 30.0,
+        on_outcome: Callable[[OutcomeEvent], None] | None = None,
+    ) -> None:
+        self._lps = lps
+        self._topics = topics
+        self._deliverer = deliverer
+        self._outbox = outbox
+        self._stats = stats
+        self._stopping = stopping
+        self._backoff = backoff
+        self._max_retry_time = max_retry_time
+        self._attempt_timeout = attempt_timeout
+        self._publish_budget = publish_budget
+        self._on_outcome = on_outcome
+
+    async def finish(self, record: Record, phase: Phase) -> bool:
+        """Take `record` to a final outcome; False when the runtime stopped first (not final)."""
+        try:
+            await self._finish(record, phase)
+        except _Abandoned:
+            return False
+        finally:
+            phase.enter("idle", None)
+        return True
+
+    async def _finish(self, record: Record, phase: Phase) -> None:
+        message = record.message
+        if message is None:
+            # The router writes only valid messages here, so this is a bug or a stray producer:
+            # keep the bytes for an operator; with no trustworthy sender there is no receipt.
+            error = record.error
+            stage = error.stage if error is not None else ErrorStage.PARSE.value
+            reason = error.reason if error is not None else "unreadable record"
+            await self._dead_letter(record, phase, stage=stage, reason=reason)
+            self._stats.dead_lettered += 1
+            return
+        if isinstance(message, Receipt):
+            # Receipts are for senders, not clinics, and a receipt never gets a receipt.
+            _log.warning("skipping a receipt on the delivery topic", message_id=message.id)
+            self._stats.skipped += 1
+            return
+        await self._deliver_with_retries(record, message, phase)
+
+    async def _deliver_with_retries(  # noqa: PLR0912  the delivery rules read best as one loop
+        self, record: Record, message: Message, phase: Phase
+    ) -> None:
+        log = _log.bind(message_id=message.id, tenant=message.source, clinic=record.clinic)
+        attempts = 0
+        first_attempt: float | None = None
+        last_reason = ""
+        body = record.body()
+        while True:
+            now = datetime.now(UTC)
+            if is_expired(message, now):
+                reason = "expired before delivery"
+                if attempts:
+                    reason = f"expired after {attempts} failed attempts (last: {last_reason})"
+                await self._final(record, message, phase, Outcome.EXPIRED, attempts=attempts, reason=reason)
+                return
+            if self._stopping.is_set():
+                raise _Abandoned
+            attempts += 1
+            self._stats.attempts += 1
+            if first_attempt is None:
+                first_attempt = time.monotonic()
+            phase.enter("deliver", self._attempt_timeout)
+            retry_after: float | None = None
+            try:
+                # A callback that never returns must not hold its clinic for ever.
+                async with asyncio.timeout(self._attempt_timeout):
+                    await self._deliverer.deliver(Delivery(message, body, record.clinic, attempts))
+            except DeliveryRefused as exc:
+                log.warning("delivery refused, dead-lettering", reason=exc.reason, attempts=attempts)
+                await self._final(
+                    record, message, phase, Outcome.DEAD_LETTERED, attempts=attempts, reason=exc.reason
+                )
+                return
+            except RetriableDeliveryError as exc:
+                last_reason, retry_after = exc.reason, exc.retry_after
+            except TimeoutError:
+                last_reason = f"delivery took longer than {self._attempt_timeout:g} s"
+            except Exception as exc:  # noqa: BLE001  a custom deliverer's failure is retried, like any other
+                last_reason = f"deliverer raised {type(exc).__name__}"
+            else:
+                await self._final(record, message, phase, Outcome.DELIVERED, attempts=attempts, reason=None)
+                return
+            elapsed = time.monotonic() - first_attempt
+            remaining = self._max_retry_time - elapsed
+            if remaining <= 0:
+                reason = f"gave up after {attempts} attempts in {elapsed:.0f} s (last: {last_reason})"
+                log.warning("giving up, dead-lettering", attempts=attempts)
+                await self._final(
+                    record, message, phase, Outcome.DEAD_LETTERED, attempts=attempts, reason=reason
+                )
+                return
+            # One last attempt lands at the deadline rather than none after a long wait.
+            delay = min(self._backoff.delay(attempts, retry_after), remaining)
+            expiry = effective_expiry(message)
+            if expiry is not None:
+                # Wake at expiry so the `expired` receipt is not late.
+                delay = min(delay, max(0.0, (expiry - datetime.now(UTC)).total_seconds()))
+            self._stats.retries += 1
+            log.info(
+                "delivery failed, will retry", reason=last_reason, attempts=attempts, delay=round(delay, 3)
+            )
+            phase.enter("wait", delay)
+            if await self._sleep(delay):
+                raise _Abandoned
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait `seconds`; True when the runtime began stopping meanwhile."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _final(
+        self,
+        record: Record,
+        message: Message,
+        phase: Phase,
+        outcome: Outcome,
+        *,
+        attempts: int,
+        reason: str | None,
+    ) -> None:
+        if outcome is Outcome.DEAD_LETTERED:
+            await self._dead_letter(record, phase, stage=ErrorStage.DELIVER.value, reason=reason or "")
+        receipt = build_receipt(
+            self._lps, message, outcome, recipient=record.clinic, attempts=attempts, reason=reason
+        )
+        phase.enter("publish", self._publish_budget)
+        await self._publish(
+            self._topics.ingress(self._lps),
+            key=message.id.encode(),
+            value=to_bytes(receipt),
+            headers=[(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode())],
+        )
+        self._stats.receipts += 1
+        self._stats.count(outcome)
+        self._stats.progress = receipt.data.at
+        _log.debug(
+            "final outcome",
+            message_id=message.id,
+            tenant=message.source,
+            clinic=record.clinic,
+            outcome=outcome.value,
+        )
+        if self._on_outcome is not None:
+            self._on_outcome(
+                OutcomeEvent(
+                    message_id=message.id,
+                    message_type=message.type,
+                    message_source=message.source,
+                    message_time=message.time,
+                    clinic=record.clinic,
+                    outcome=outcome,
+                    attempts=attempts,
+                    reason=reason,
+                    at=receipt.data.at,
+                )
+            )
+
+    async def _dead_letter(self, record: Record, phase: Phase, *, stage: str, reason: str) -> None:
+        headers = [(name, value) for name, value in record.headers if name not in _ERROR_HEADERS]
+        headers += [
+            (ERROR_STAGE, stage.encode()),
+            (ERROR_REASON, reason.encode()),
+            (ORIGINAL_TOPIC, record.tp.topic.encode()),
+            (ORIGINAL_PARTITION, str(record.tp.partition).encode()),
+            (ORIGINAL_OFFSET, str(record.offset).encode()),
+        ]
+        phase.enter("publish", self._publish_budget)
+        await self._publish(self._topics.dlq, key=record.key, value=record.value, headers=headers)
+        self._stats.progress = datetime.now(UTC)
+
+    async def _publish(
+        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        try:
+            await self._outbox.send(topic, key=key, value=value, headers=headers, abandon=self._stopping)
+        except Exception as exc:
+            # Not written means not final: the record stays uncommitted and comes back.
+            raise _Abandoned from exc

@@ -1,0 +1,219 @@
+"""The sender SDK: publish prik messages onto a tenant's ingress topic, acknowledged by Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from contracts import (
+    STRUCTURED_CONTENT_TYPE,
+    ConfigError,
+    KafkaError,
+    Message,
+    Topics,
+    parse,
+    source_of,
+    to_bytes,
+)
+from contracts.headers import CONTENT_TYPE
+from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_producer, translate
+from prik.settings import KafkaSettings
+
+from .keys import key_of
+
+__all__ = ["ProducerFactory", "PublishResult", "Publisher"]
+
+ProducerFactory = Callable[[KafkaSettings], AIOKafkaProducer]
+"""Builds the underlying aiokafka producer; tests swap in a fake."""
+
+_HEADERS = [(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode())]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """Where Kafka stored one published message."""
+
+    topic: str
+    partition: int
+    offset: int
+    message_id: str
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    key: bytes
+    value: bytes
+    message_id: str
+
+
+def _default_factory(kafka: KafkaSettings) -> AIOKafkaProducer:
+    return make_producer(kafka, client_id="prik-publisher")
+
+
+class Publisher:
+    """Publishes one tenant's messages onto its ingress topic.
+
+    Idempotent with acks=all: `publish` returns once every in-sync replica has
+    the message. After a fatal producer error (aiokafka #1017: a wedged
+    idempotent producer) the producer is replaced once and the unacknowledged
+    messages are sent again; the message id stays the same, so the router's
+    dedup drops a copy that did land the first time.
+
+        async with Publisher(settings.kafka, "minlaege-video", settings.topics) as pub:
+            result = await pub.publish(video_queue_notice(...))
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        tenant: str,
+        topics: Topics,
+        *,
+        producer_factory: ProducerFactory = _default_factory,
+    ) -> None:
+        self._kafka = kafka
+        self._tenant = tenant
+        self._source = source_of(tenant)
+        self._topic = topics.ingress(tenant)
+        self._factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        # Concurrent publishes that all saw the same fatal error must restart it only once.
+        self._generation = 0
+        self._restart_lock = asyncio.Lock()
+
+    @property
+    def topic(self) -> str:
+        return self._topic
+
+    @property
+    def tenant(self) -> str:
+        return self._tenant
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        producer = self._factory(self._kafka)
+        with kafka_errors(f"connecting to Kafka at {self._kafka.bootstrap}"):
+            await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Flush what is pending, then close; a second call does nothing."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            with kafka_errors("flushing the producer"):
+                await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _record(self, message: Message, value: bytes | None = None) -> _Record:
+        if message.source != self._source:
+            # The router would refuse it anyway; saying so here names the real mistake.
+            msg = f"message source {message.source} is not {self._source} of tenant {self._tenant}"
+            raise ConfigError(msg)
+        body = to_bytes(message) if value is None else value
+        return _Record(key=key_of(message).encode(), value=body, message_id=message.id)
+
+    async def publish(self, message: Message) -> PublishResult:
+        """Publish one message; returns once Kafka has acknowledged it."""
+        (result,) = await self._send([self._record(message)])
+        return result
+
+    async def publish_raw(self, value: bytes) -> PublishResult:
+        """Publish structured-mode CloudEvents bytes exactly as given, after checking them with `parse`."""
+        (result,) = await self._send([self._record(parse(value), value)])
+        return result
+
+    async def publish_many(self, messages: Sequence[Message]) -> list[PublishResult]:
+        """Send all, then wait for all: Kafka batches them. Results are in input order."""
+        return await self._send([self._record(m) for m in messages])
+
+    async def _send(self, records: Sequence[_Record]) -> list[PublishResult]:
+        results: list[PublishResult | None] = [None] * len(records)
+        for attempt in (1, 2):
+            producer, generation = await self._current()
+            pending = [i for i, r in enumerate(results) if r is None]
+            outcomes = await self._send_once(producer, [records[i] for i in pending])
+            fatal: AIOKafkaError | None = None
+            for index, outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, FATAL_PRODUCER_ERRORS):
+                    fatal = outcome
+                elif isinstance(outcome, AIOKafkaError):
+                    raise translate(outcome, f"publishing to {self._topic}") from outcome
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    results[index] = PublishResult(
+                        topic=outcome.topic,
+                        partition=outcome.partition,
+                        offset=outcome.offset,
+                        message_id=records[index].message_id,
+                    )
+            if fatal is None:
+                break
+            if attempt == 2:
+                raise translate(
+                    fatal, f"publishing to {self._topic} (after restarting the producer)"
+                ) from fatal
+            await self._restart(generation)
+        return [r for r in results if r is not None]
+
+    async def _send_once(self, producer: AIOKafkaProducer, records: Sequence[_Record]) -> list[Any]:
+        """Per record its RecordMetadata, or the exception that failed it."""
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for record in records:
+                headers = list(_HEADERS)
+                future = await producer.send(self._topic, record.value, key=record.key, headers=headers)
+                futures.append(future)
+        except FATAL_PRODUCER_ERRORS as exc:
+            # Not queued: everything from here on counts as failed by the same error.
+            queued: list[Any] = list(await asyncio.gather(*futures, return_exceptions=True))
+            return queued + [exc] * (len(records) - len(futures))
+        except AIOKafkaError as exc:
+            raise translate(exc, f"publishing to {self._topic}") from exc
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    async def _current(self) -> tuple[AIOKafkaProducer, int]:
+        # A restart in progress holds the lock; wait for its new producer rather than fail.
+        async with self._restart_lock:
+            if self._producer is None:
+                msg = "the publisher is not started (use `async with Publisher(...)` or `await start()`)"
+                raise KafkaError(msg)
+            return self._producer, self._generation
+
+    async def _restart(self, failed_generation: int) -> None:
+        async with self._restart_lock:
+            if self._generation != failed_generation:
+                return
+            old, self._producer = self._producer, None
+            if old is not None:
+                # A wedged producer cannot flush; closing it must not hide the restart.
+                with contextlib.suppress(Exception):
+                    await old.stop()
+            self._generation += 1
+            await self.start()

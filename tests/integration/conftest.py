@@ -1,0 +1,161 @@
+"""A provisioned prik world on the real broker: tenants, topics, directory, a router process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from contracts import DirectoryEntry, Message, Tenants, Topics, parse, parse_tenants
+from deploy.directory import load_directory
+from deploy.topics import apply_topics
+from prik.settings import KafkaSettings, Settings
+from producers.reading import read_records
+
+TENANTS_TOML = """
+[[tenant]]
+id = "minlaege-video"
+role = "producer"
+may_send = ["dk.prik.advisory.video-queue.v1"]
+
+[[tenant]]
+id = "kommune-0101"
+role = "producer"
+may_send = ["dk.prik.advisory.referral-status.v1", "dk.prik.task.request.v1", "dk.prik.task.status.v1"]
+
+[[tenant]]
+id = "lps-xmo"
+role = "lps"
+
+[[tenant]]
+id = "lps-other"
+role = "lps"
+"""
+CLINIC = "123456789012"
+OTHER_CLINIC = "223456789012"
+
+
+@dataclass
+class World:
+    settings: Settings
+    tenants: Tenants
+    tenants_file: Path
+    root: Path
+
+    @property
+    def topics(self) -> Topics:
+        return self.settings.topics
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self.settings.kafka
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PRIK_KAFKA__BOOTSTRAP": self.kafka.bootstrap,
+            "PRIK_TOPIC_PREFIX": self.settings.topic_prefix,
+            "PRIK_TENANTS": str(self.tenants_file),
+        }
+
+    def prik(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "prik", *args],
+            capture_output=True, text=True, timeout=timeout, env=self.env(), check=False,
+        )
+
+    async def read(self, topic: str) -> list[tuple[bytes | None, Message | None, dict[str, bytes]]]:
+        out: list[tuple[bytes | None, Message | None, dict[str, bytes]]] = []
+        async for record in read_records(self.kafka, topic):
+            headers = dict(record.headers)
+            try:
+                message: Message | None = parse(record.value or b"", record.headers)
+            except ValueError:
+                message = None
+            out.append((record.key, message, headers))
+        return out
+
+    async def wait_for(self, topic: str, count: int, timeout: float = 60) -> list[Message | None]:
+        """The messages on `topic` once there are at least `count` (read_committed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = [m for _, m, _ in await self.read(topic)]
+            if len(got) >= count or time.monotonic() > deadline:
+                return got
+            await _sleep(0.3)
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # noqa: PLC0415 - only the waiting helper needs it
+
+    await asyncio.sleep(seconds)
+
+
+@pytest.fixture
+async def world(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> AsyncIterator[World]:
+    tenants_file = tmp_path / "tenants.toml"
+    tenants_file.write_text(TENANTS_TOML)
+    settings = Settings(kafka=KafkaSettings(bootstrap=kafka_bootstrap), topic_prefix=topic_prefix)
+    tenants = parse_tenants(TENANTS_TOML)
+    await apply_topics(settings.kafka, settings.topics, tenants)
+    await load_directory(
+        settings.kafka,
+        settings.topics,
+        [DirectoryEntry(sor=CLINIC, lps="lps-xmo"), DirectoryEntry(sor=OTHER_CLINIC, lps="lps-other")],
+    )
+    yield World(settings, tenants, tenants_file, tmp_path)
+
+
+class RouterProcess:
+    """`prik broker run` as a child process, as an operator would run it."""
+
+    def __init__(self, world: World, instance: str = "test") -> None:
+        self._world = world
+        self._instance = instance
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = world.root / f"router-{instance}.log"
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "prik", "broker", "run", "--instance", self._instance],
+                env=self._world.env(), stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def wait_started(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while b"router.partitions_assigned" not in self.log.read_bytes():
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"router exited: {self.log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"router did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def terminate(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+
+@pytest.fixture
+def router(world: World) -> Iterator[RouterProcess]:
+    process = RouterProcess(world)
+    process.start()
+    process.wait_started()
+    yield process
+    if process.process is not None and process.process.poll() is None:
+        process.terminate()

@@ -1,0 +1,184 @@
+"""The router on the real broker: from a sender to the right clinic's delivery topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections import Counter
+
+import pytest
+
+from contracts import Outcome, Receipt, TaskStatusUpdate, contains_cpr, parse, to_bytes
+from contracts import headers as h
+from producers import Publisher, build
+
+from .conftest import CLINIC, OTHER_CLINIC, RouterProcess, World
+
+pytestmark = pytest.mark.kafka
+CPR = "0101901234"
+
+
+async def test_prik_send_reaches_the_clinics_delivery_topic(world: World, router: RouterProcess) -> None:
+    sent = world.prik(
+        "send", "video-queue", "--as", "minlaege-video", "--clinic", CLINIC,
+        "--event", "joined", "--queue-entry", "q-42", "--cpr", CPR,
+    )
+    assert sent.returncode == 0, sent.stderr
+    [message] = await world.wait_for(world.topics.deliver("lps-xmo"), 1)
+    assert message is not None
+    assert message.recipient == CLINIC
+    assert message.source == "urn:prik:minlaege-video"
+    assert message.id in sent.stdout
+    assert router.terminate() == 0
+
+
+async def test_refusals_are_dead_lettered_while_valid_traffic_flows(world: World, router: RouterProcess) -> None:
+    valid = [
+        build.video_queue_notice("minlaege-video", CLINIC, event="joined", queue_entry_id=f"q-{i}", cpr=CPR)
+        for i in range(20)
+    ]
+    unknown_clinic = build.video_queue_notice("minlaege-video", "999999999999", event="joined", queue_entry_id="x")
+    not_allowed = build.task_request("minlaege-video", CLINIC, code="X")
+    forged_source = build.video_queue_notice("kommune-0101", CLINIC, event="left", queue_entry_id="y")
+    async with Publisher(world.kafka, "minlaege-video", world.topics) as publisher:
+        for i, message in enumerate(valid):
+            await publisher.publish(message)
+            if i == 5:
+                await publisher.publish(unknown_clinic)
+            if i == 10:
+                await publisher.publish(not_allowed)
+    # Things the Publisher refuses to write, a sender may still write raw.
+    from aiokafka import AIOKafkaProducer  # noqa: PLC0415 - raw writes are this test's business
+
+    raw = AIOKafkaProducer(bootstrap_servers=world.kafka.bootstrap)
+    await raw.start()
+    try:
+        ingress = world.topics.ingress("minlaege-video")
+        await raw.send_and_wait(ingress, b"{broken", key=CLINIC.encode())
+        await raw.send_and_wait(ingress, to_bytes(forged_source), key=CLINIC.encode())
+    finally:
+        await raw.stop()
+
+    dead = await world.wait_for(world.topics.dlq, 4)
+    delivered = await world.wait_for(world.topics.deliver("lps-xmo"), len(valid))
+    assert sorted(m.id for m in delivered if m) == sorted(m.id for m in valid)
+    stages = Counter(headers[h.ERROR_STAGE].decode() for _, _, headers in await world.read(world.topics.dlq))
+    assert stages == Counter({"route": 1, "authorise": 1, "parse": 1, "authenticate": 1})
+    for _, _, headers in await world.read(world.topics.dlq):
+        assert headers[h.ERROR_REASON]
+        assert headers[h.ORIGINAL_TOPIC] == world.topics.ingress("minlaege-video").encode()
+        assert not contains_cpr(headers[h.ERROR_REASON].decode())
+    assert len(dead) == 4
+    receipts = [m for m in await world.wait_for(world.topics.replies("minlaege-video"), 4) if isinstance(m, Receipt)]
+    assert Counter(r.data.outcome for r in receipts) == Counter({Outcome.REJECTED: 4})
+
+
+async def test_task_round_trip_and_refused_parties(world: World, router: RouterProcess) -> None:
+    request = build.task_request("kommune-0101", CLINIC, code="KOL-TELE", cpr=CPR)
+    task_id = request.data.task_id
+    async with Publisher(world.kafka, "kommune-0101", world.topics) as kommune:
+        await kommune.publish(request)
+    [delivered] = await world.wait_for(world.topics.deliver("lps-xmo"), 1)
+    assert delivered == request
+
+    # A foreign LPS tries to move the task, and forges a receipt for the kommune.
+    async with Publisher(world.kafka, "lps-other", world.topics) as other:
+        await other.publish(build.task_status("lps-other", task_id, "accepted"))
+        await other.publish(
+            build.receipt(
+                "lps-other", message_id=request.id, message_source=request.source,
+                message_type=request.type, outcome="delivered", recipient=CLINIC,
+            )
+        )
+    # The clinic's LPS answers through the CLI, as an operator would.
+    for status in ("received", "accepted", "in-progress", "completed"):
+        answered = world.prik("task", "status", str(task_id), "--as", "lps-xmo", "--status", status)
+        assert answered.returncode == 0, answered.stderr
+
+    replies = await world.wait_for(world.topics.replies("kommune-0101"), 4)
+    statuses = [m.data.status for m in replies if isinstance(m, TaskStatusUpdate)]
+    assert statuses == ["received", "accepted", "in-progress", "completed"]
+    assert not [m for m in replies if isinstance(m, Receipt)]  # the forged receipt never arrived
+    stages = Counter(headers[h.ERROR_STAGE].decode() for _, _, headers in await world.read(world.topics.dlq))
+    assert stages == Counter({"authorise": 1, "receipt": 1})
+    other_replies = await world.wait_for(world.topics.replies("lps-other"), 1)
+    assert [m.data.outcome for m in other_replies if isinstance(m, Receipt)] == [Outcome.REJECTED]
+
+
+async def test_sigkill_mid_stream_routes_every_message_exactly_once(world: World) -> None:
+    total = 5000
+    messages = [
+        build.video_queue_notice(
+            "minlaege-video", CLINIC if i % 2 else OTHER_CLINIC, event="joined", queue_entry_id=f"q-{i}"
+        )
+        for i in range(total)
+    ]
+    async with Publisher(world.kafka, "minlaege-video", world.topics) as publisher:
+        for start in range(0, total, 500):
+            await publisher.publish_many(messages[start : start + 500])
+
+    router = RouterProcess(world, instance="crash")
+    router.start()
+    router.wait_started()
+    deliver = [world.topics.deliver("lps-xmo"), world.topics.deliver("lps-other")]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        routed = await _count(world, deliver)
+        if routed >= total // 5:
+            break
+        await asyncio.sleep(0.05)
+    router.kill()
+    routed_before_kill = await _count(world, deliver)
+    assert 0 < routed_before_kill < total, "the kill must land mid-stream"
+
+    restarted = RouterProcess(world, instance="crash")
+    started = time.monotonic()
+    restarted.start()
+    restarted.wait_started()
+    ids: list[str] = []
+    while time.monotonic() - started < 120:
+        ids = await _ids(world, deliver)
+        if len(ids) >= total:
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(2)  # anything extra would show up now
+    ids = await _ids(world, deliver)
+    assert restarted.terminate() == 0
+    counts = Counter(ids)
+    assert len(counts) == total, f"{total - len(counts)} lost"
+    assert max(counts.values()) == 1, "duplicates routed"
+
+
+async def test_kcat_interoperates_both_ways(world: World, router: RouterProcess) -> None:
+    message = build.video_queue_notice("minlaege-video", CLINIC, event="called", queue_entry_id="kcat-1")
+    produced = subprocess.run(
+        ["kcat", "-P", "-b", world.kafka.bootstrap, "-t", world.topics.ingress("minlaege-video"),
+         "-k", CLINIC, "-H", "content-type=application/cloudevents+json"],
+        input=to_bytes(message), capture_output=True, timeout=30, check=False,
+    )
+    assert produced.returncode == 0, produced.stderr
+    [routed] = await world.wait_for(world.topics.deliver("lps-xmo"), 1)
+    assert routed == message
+
+    read = subprocess.run(
+        ["kcat", "-C", "-b", world.kafka.bootstrap, "-t", world.topics.deliver("lps-xmo"), "-e", "-J",
+         "-X", "isolation.level=read_committed"],
+        capture_output=True, timeout=30, check=False, text=True,
+    )
+    assert read.returncode == 0, read.stderr
+    [line] = [json.loads(x) for x in read.stdout.splitlines() if x.startswith("{")]
+    assert line["key"] == CLINIC
+    assert parse(line["payload"].encode()) == message
+
+
+async def _ids(world: World, topics: list[str]) -> list[str]:
+    ids: list[str] = []
+    for topic in topics:
+        ids.extend(m.id for _, m, _ in await world.read(topic) if m is not None)
+    return ids
+
+
+async def _count(world: World, topics: list[str]) -> int:
+    return len(await _ids(world, topics))

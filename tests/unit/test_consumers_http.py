@@ -1,0 +1,224 @@
+"""The webhook deliverer against the reference LPS, and the runtime's task endpoint, without Kafka."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from consumers import (
+    CallbackDeliverer,
+    Delivery,
+    DeliveryRefused,
+    EndpointGone,
+    HealthReport,
+    PrintDeliverer,
+    ReferenceLps,
+    RetriableDeliveryError,
+    TaskAnswerRefused,
+    WebhookDeliverer,
+    build_task_status,
+    generate_secret,
+    make_webhook,
+    sign_headers,
+)
+from consumers.http_api import RuntimeHttp
+from contracts import Message, TaskStatus, to_bytes
+from producers import video_queue_notice
+
+CLINIC = "123456789012"
+CPR = "0101701234"
+
+
+def _delivery(clinic: str = CLINIC) -> Delivery:
+    message = video_queue_notice("minlaege-video", clinic, event="joined", queue_entry_id="q-1", cpr=CPR)
+    return Delivery(message, to_bytes(message), clinic, 1)
+
+
+async def test_webhook_delivery_verifies_and_duplicates_are_dropped() -> None:
+    async with ReferenceLps() as lps:
+        deliverer = WebhookDeliverer(lps.url, lps.secret)
+        await deliverer.start()
+        try:
+            delivery = _delivery()
+            await deliverer.deliver(delivery)
+            await deliverer.deliver(delivery)  # a redelivery: same webhook-id
+        finally:
+            await deliverer.close()
+    (got,) = lps.received
+    assert lps.duplicates == 1
+    assert got.webhook_id == delivery.message.id
+    assert got.body == delivery.body
+    assert Webhook(lps.secret).verify(got.body, got.headers)["id"] == delivery.message.id
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(410, EndpointGone), (400, DeliveryRefused), (404, DeliveryRefused), (503, RetriableDeliveryError)],
+)
+async def test_status_codes_decide_refused_or_retry(status: int, error: type[Exception]) -> None:
+    async with ReferenceLps() as lps:
+        lps.fail_clinic(CLINIC, status=status, for_seconds=60, retry_after=7)
+        deliverer = WebhookDeliverer(lps.url, lps.secret)
+        await deliverer.start()
+        try:
+            with pytest.raises(error) as caught:
+                await deliverer.deliver(_delivery())
+        finally:
+            await deliverer.close()
+    assert lps.received == []
+    if isinstance(caught.value, RetriableDeliveryError):
+        assert caught.value.retry_after == 7
+    assert CPR not in str(caught.value)
+
+
+async def test_429_and_timeouts_and_refused_connections_are_retried() -> None:
+    async with ReferenceLps() as lps:
+        lps.fail_clinic(CLINIC, status=429, for_seconds=60, retry_after="Thu, 01 Jan 1970 00:00:00 GMT")
+        slow = WebhookDeliverer(lps.url, lps.secret, total_timeout=0.3)
+        await slow.start()
+        try:
+            with pytest.raises(RetriableDeliveryError) as caught:
+                await slow.deliver(_delivery())
+            assert caught.value.retry_after == 0.0
+            lps.fail_clinic(CLINIC, status=200, delay=2, for_seconds=60)
+            with pytest.raises(RetriableDeliveryError, match="timed out"):
+                await slow.deliver(_delivery())
+        finally:
+            await slow.close()
+        url = lps.url
+    gone = WebhookDeliverer(url, generate_secret())
+    await gone.start()
+    try:
+        with pytest.raises(RetriableDeliveryError, match="connection"):
+            await gone.deliver(_delivery())
+    finally:
+        await gone.close()
+
+
+async def test_wrong_secret_is_refused_by_the_lps() -> None:
+    async with ReferenceLps() as lps:
+        deliverer = WebhookDeliverer(lps.url, generate_secret())
+        await deliverer.start()
+        try:
+            with pytest.raises(DeliveryRefused, match="401"):
+                await deliverer.deliver(_delivery())
+        finally:
+            await deliverer.close()
+    assert lps.bad_signatures == 1
+
+
+async def test_callback_errors_are_typed_without_their_text() -> None:
+    async def boom(message: Message) -> None:
+        msg = f"bad patient {CPR}"
+        raise ValueError(msg)
+
+    with pytest.raises(RetriableDeliveryError) as caught:
+        await CallbackDeliverer(boom).deliver(_delivery())
+    assert "ValueError" in caught.value.reason
+    assert CPR not in caught.value.reason
+
+
+async def test_print_deliverer_never_prints_data() -> None:
+    out = io.StringIO()
+    delivery = _delivery()
+    await PrintDeliverer(out).deliver(delivery)
+    line = out.getvalue()
+    assert line.count("\n") == 1
+    assert delivery.message.id in line
+    assert CLINIC in line
+    assert CPR not in line
+
+
+class _FakeRuntime:
+    def __init__(self) -> None:
+        self.answers: list[tuple[str, str, str | None]] = []
+
+    def health(self) -> HealthReport:
+        return HealthReport(healthy=True, reason="idle", pending=0, progress=None)
+
+    def metrics(self) -> dict[str, object]:
+        return {"progress": None, "delivered": 0}
+
+    async def answer(self, task_id: str, status: str, reason: str | None, business: str | None) -> Any:
+        if status == "bogus":
+            msg = "status must be one of: ..."
+            raise TaskAnswerRefused(msg)
+        self.answers.append((task_id, status, reason))
+        return build_task_status("lps-xmo", uuid.UUID(task_id), TaskStatus(status), reason=reason)
+
+
+async def test_task_endpoint_authenticates_with_the_webhook_secret() -> None:
+    secret = generate_secret()
+    runtime = _FakeRuntime()
+    server = RuntimeHttp(
+        host="127.0.0.1",
+        port=0,
+        secret=secret,
+        health=runtime.health,
+        metrics=runtime.metrics,
+        answer=runtime.answer,
+    )
+    await server.start()
+    task_id = str(uuid.uuid4())
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(body: bytes, key: str = secret, task: str = task_id) -> tuple[int, Any]:
+                headers = sign_headers(make_webhook(key), "req-1", body)
+                async with http.post(f"{base}/tasks/{task}/status", data=body, headers=headers) as r:
+                    return r.status, await r.json()
+
+            status, body = await post(b'{"status": "accepted", "reason": "we will"}')
+            assert status == 202
+            assert body["task_id"] == task_id
+            assert body["status"] == "accepted"
+            assert body["id"]
+            assert (await post(b'{"status": "accepted"}', key=generate_secret()))[0] == 401
+            async with http.post(f"{base}/tasks/{task_id}/status", data=b'{"status": "accepted"}') as r:
+                assert r.status == 401
+            bad = await post(b'{"status": "bogus"}')
+            assert bad[0] == 400
+            assert "status" in bad[1]["error"]
+            assert (await post(b"[1]"))[0] == 400
+            assert (await post(b"not json"))[0] == 400
+            assert (await post(b'{"status": 3}'))[0] == 400
+            async with http.get(f"{base}/health") as r:
+                assert r.status == 200
+                assert (await r.json())["healthy"] is True
+    finally:
+        await server.stop()
+    assert runtime.answers == [(task_id, "accepted", "we will")]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([], "exactly one"),
+        (["--print", "--webhook", "http://x/"], "exactly one"),
+        (["--webhook", "http://x/"], "--secret"),
+        (["--webhook", "http://x/", "--secret", "plain"], "whsec_"),
+        (["--webhook", "ftp://x/", "--secret", "whsec_AAAA"], "http"),
+        (["--print", "--max-retry-time", "soon"], "duration"),
+    ],
+)
+def test_cli_usage_errors_exit_2_with_one_line(args: list[str], needle: str) -> None:
+    done = subprocess.run(  # noqa: S603  our own interpreter and arguments
+        [sys.executable, "-m", "prik", "consumer", "run", "--lps", "lps-xmo", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "", "PRIK_KAFKA__BOOTSTRAP": "127.0.0.1:1"},
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert needle in lines[0], done.stderr
