@@ -101,7 +101,9 @@ class TransactionalEngine:
         self.router.topic_exists = lambda topic: topic in cluster.topics()
 
     async def _new_producer(self) -> AIOKafkaProducer:
-        producer = make_producer(self._kafka, transactional_id=self._transactional_id, client_id="prik-router")
+        producer = make_producer(
+            self._kafka, transactional_id=self._transactional_id, client_id="prik-router"
+        )
         with kafka_errors("starting the router's transactional producer"):
             # Fences any earlier incarnation with this id and aborts its open transaction.
             await producer.start()
@@ -156,7 +158,9 @@ class TransactionalEngine:
                                 _log.warning("router.output_dropped", topic=out.topic, verdict=routed.verdict)
                                 continue
                             sends.append(
-                                await producer.send(out.topic, out.value, key=out.key, headers=list(out.headers))
+                                await producer.send(
+                                    out.topic, out.value, key=out.key, headers=list(out.headers)
+                                )
                             )
                 await asyncio.gather(*sends)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}

@@ -33,7 +33,7 @@ class CompactedReader:
         self._partitions: list[TopicPartition] = []
         self._started = False
 
-    async def start(self, timeout: float = 60.0) -> None:
+    async def start(self, load_within: float = 60.0) -> None:
         with kafka_errors(f"reading {self._topic}"):
             await self._consumer.start()
             partitions = self._consumer.partitions_for_topic(self._topic)
@@ -50,7 +50,7 @@ class CompactedReader:
         self._started = True
         self._task = asyncio.create_task(self._run(), name=f"reader:{self._topic}")
         self._table.catch_up = self.catch_up
-        await asyncio.wait_for(self.catch_up(), timeout)
+        await asyncio.wait_for(self.catch_up(), load_within)
         _log.info("table.loaded", table=self._table.name, rows=len(self._table))
 
     async def _run(self) -> None:

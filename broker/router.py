@@ -23,9 +23,9 @@ from contracts import (
     Outcome,
     ParseError,
     Receipt,
-    Tenants,
     TaskRequest,
     TaskStatusUpdate,
+    Tenants,
     Topics,
     TransitionError,
     check_transition,
@@ -68,6 +68,18 @@ class Batch:
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """One admitted record on its way through the rules."""
+
+    rec: Incoming
+    message: Message
+    tenant_id: str
+    tenants: Tenants
+    batch: Batch
+    now: datetime
+
+
 class _Refused(Exception):  # noqa: N818 - control flow inside the router, never escapes it
     def __init__(self, stage: ErrorStage, reason: str) -> None:
         super().__init__(reason)
@@ -83,6 +95,7 @@ class Router:
         directory: DirectoryTable,
         tasks: TaskTable,
         dedup: DedupWindow,
+        *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.topics = topics
@@ -115,50 +128,56 @@ class Router:
             message = parse(rec.value or b"", rec.headers)
         except ParseError as exc:
             stage = ErrorStage.PARSE if exc.stage == "parse" else ErrorStage.VALIDATE
-            return self._refuse(rec, None, tenant_id if tenant else None, stage, exc.reason, now)
+            return self._refuse(rec, None, tenant.id if tenant else None, _Refused(stage, exc.reason), now)
         if tenant is None:
             # No replies topic exists for an unknown tenant: dead letter only.
-            reason = f"ingress topic {rec.topic} belongs to no known tenant"
-            return self._refuse(rec, message, None, ErrorStage.AUTHENTICATE, reason, now)
-        assert tenant_id is not None  # noqa: S101 - tenant was found by this id
+            refusal = _Refused(
+                ErrorStage.AUTHENTICATE, f"ingress topic {rec.topic} belongs to no known tenant"
+            )
+            return self._refuse(rec, message, None, refusal, now)
+        ctx = _Context(rec, message, tenant.id, tenants, batch, now)
         try:
-            if message.source != source_of(tenant_id):
-                raise _Refused(ErrorStage.AUTHENTICATE, f"source must be {source_of(tenant_id)}")
-            if not tenant.allowed(message.type):
-                raise _Refused(ErrorStage.AUTHORISE, f"tenant {tenant_id} may not send {message.type}")
-            dedup_key = (rec.topic, rec.partition, message.source, message.id)
-            if dedup_key in batch.seen or self.dedup.seen(*dedup_key):
-                return Routed("duplicate", message.type)
-            batch.seen.add(dedup_key)
-            if not isinstance(message, Receipt) and is_expired(message, now):
-                return Routed("expired", message.type, [self._receipt(message, Outcome.EXPIRED, None, now)])
-            return await self._route_by_type(rec, message, tenant_id, tenants, batch, now)
+            return await self._admit_and_route(ctx)
         except _Refused as refusal:
-            return self._refuse(rec, message, tenant_id, refusal.stage, refusal.reason, now)
+            return self._refuse(rec, message, tenant.id, refusal, now)
 
-    async def _route_by_type(
-        self, rec: Incoming, message: Message, tenant_id: str, tenants: Tenants, batch: Batch, now: datetime
-    ) -> Routed:
+    async def _admit_and_route(self, ctx: _Context) -> Routed:
+        message, tenant = ctx.message, ctx.tenants.get(ctx.tenant_id)
+        if message.source != source_of(ctx.tenant_id):
+            raise _Refused(ErrorStage.AUTHENTICATE, f"source must be {source_of(ctx.tenant_id)}")
+        if tenant is None or not tenant.allowed(message.type):
+            raise _Refused(ErrorStage.AUTHORISE, f"tenant {ctx.tenant_id} may not send {message.type}")
+        dedup_key = (ctx.rec.topic, ctx.rec.partition, message.source, message.id)
+        if dedup_key in ctx.batch.seen or self.dedup.seen(*dedup_key):
+            return Routed("duplicate", message.type)
+        ctx.batch.seen.add(dedup_key)
+        if not isinstance(message, Receipt) and is_expired(message, ctx.now):
+            return Routed("expired", message.type, [self._receipt(message, Outcome.EXPIRED, ctx.now)])
         if isinstance(message, Receipt):
-            return await self._forward_receipt(rec, message, tenant_id, tenants)
+            return await self._forward_receipt(ctx, message)
         if isinstance(message, TaskStatusUpdate):
-            return await self._task_status(rec, message, tenant_id, tenants, batch, now)
-        lps = await self._lps_of(message.recipient, tenants)
-        outputs = [Outgoing(self.topics.deliver(lps), (message.recipient or "").encode(), *self._body(rec))]
+            return await self._task_status(ctx, message)
+        return await self._deliver(ctx)
+
+    async def _deliver(self, ctx: _Context) -> Routed:
+        """Advisories and task requests: to the clinic's LPS, keyed by clinic SOR."""
+        message = ctx.message
+        lps = await self._lps_of(message.recipient, ctx.tenants)
+        outputs = [Outgoing(self.topics.deliver(lps), (message.recipient or "").encode(), *_body(ctx.rec))]
         if isinstance(message, TaskRequest):
             key = str(message.data.task_id)
-            if key in batch.tasks or await self.tasks.get_fresh(key) is not None:
+            if key in ctx.batch.tasks or await self.tasks.get_fresh(key) is not None:
                 raise _Refused(ErrorStage.TASK, f"task {key} already exists")
             record = TaskRecord(
                 task_id=message.data.task_id,
-                requester=tenant_id,
+                requester=ctx.tenant_id,
                 lps=lps,
                 recipient=message.recipient or "",
                 status=INITIAL_STATUS,
                 request_id=message.id,
-                updated_at=now,
+                updated_at=ctx.now,
             )
-            batch.tasks[key] = record
+            ctx.batch.tasks[key] = record
             outputs.append(Outgoing(self.topics.tasks, key.encode(), record.to_bytes()))
         return Routed("routed", message.type, outputs)
 
@@ -173,68 +192,57 @@ class Router:
             raise _Refused(ErrorStage.ROUTE, f"topic {self.topics.deliver(entry.lps)} does not exist")
         return entry.lps
 
-    async def _task_status(
-        self,
-        rec: Incoming,
-        message: TaskStatusUpdate,
-        tenant_id: str,
-        tenants: Tenants,
-        batch: Batch,
-        now: datetime,
-    ) -> Routed:
+    async def _task_status(self, ctx: _Context, message: TaskStatusUpdate) -> Routed:
+        """Check the move against the task's state and its parties, then forward it."""
         key = str(message.data.task_id)
-        task = batch.tasks.get(key) or await self.tasks.get_fresh(key)
+        task = ctx.batch.tasks.get(key) or await self.tasks.get_fresh(key)
         if task is None:
             raise _Refused(ErrorStage.TASK, f"unknown task {key}")
-        if tenant_id == task.lps:
+        if ctx.tenant_id == task.lps:
             party = "lps"
-        elif tenant_id == task.requester:
+        elif ctx.tenant_id == task.requester:
             party = "requester"
         else:
-            raise _Refused(ErrorStage.AUTHORISE, f"tenant {tenant_id} is not a party to task {key}")
+            raise _Refused(ErrorStage.AUTHORISE, f"tenant {ctx.tenant_id} is not a party to task {key}")
         if who_may_set(message.data.status) != party:
             raise _Refused(ErrorStage.AUTHORISE, f"the {party} may not set status {message.data.status}")
         try:
             check_transition(task.status, message.data.status)
         except TransitionError as exc:
             raise _Refused(ErrorStage.TASK, str(exc)) from None
-        moved = task.moved(message.data.status, now)
-        batch.tasks[key] = moved
+        moved = task.moved(message.data.status, ctx.now)
         outputs = [Outgoing(self.topics.tasks, key.encode(), moved.to_bytes())]
         if party == "lps":
-            if tenants.get(task.requester) is None or not self.topic_exists(self.topics.replies(task.requester)):
+            replies = self.topics.replies(task.requester)
+            if ctx.tenants.get(task.requester) is None or not self.topic_exists(replies):
                 raise _Refused(ErrorStage.ROUTE, f"the requester {task.requester} has no replies topic")
-            outputs.append(Outgoing(self.topics.replies(task.requester), key.encode(), *self._body(rec)))
-            outputs.append(self._receipt(message, Outcome.DELIVERED, None, now))
+            outputs.append(Outgoing(replies, key.encode(), *_body(ctx.rec)))
+            # The router hands the status to its final place itself, so it confirms it.
+            outputs.append(self._receipt(message, Outcome.DELIVERED, ctx.now))
         else:
-            # The LPS's consumer groups by clinic, so the forwarded status names it.
+            # The LPS's consumer orders by clinic, so the forwarded status names it.
             addressed = message.model_copy(update={"recipient": task.recipient})
-            outputs.append(
-                Outgoing(self.topics.deliver(task.lps), task.recipient.encode(), to_bytes(addressed), _STRUCTURED)
-            )
+            deliver = self.topics.deliver(task.lps)
+            outputs.append(Outgoing(deliver, task.recipient.encode(), to_bytes(addressed), _STRUCTURED))
+        ctx.batch.tasks[key] = moved
         return Routed("forwarded", message.type, outputs)
 
-    async def _forward_receipt(self, rec: Incoming, message: Receipt, tenant_id: str, tenants: Tenants) -> Routed:
+    async def _forward_receipt(self, ctx: _Context, message: Receipt) -> Routed:
+        """An LPS's receipt goes to the original sender, if that LPS serves the clinic."""
         data = message.data
         entry = await self.directory.get_fresh(data.recipient) if data.recipient else None
-        if entry is None or entry.lps != tenant_id:
-            raise _Refused(ErrorStage.RECEIPT, f"lps {tenant_id} does not serve the receipt's recipient")
+        if entry is None or entry.lps != ctx.tenant_id:
+            raise _Refused(ErrorStage.RECEIPT, f"lps {ctx.tenant_id} does not serve the receipt's recipient")
         sender = tenant_of_source(data.message_source)
-        if sender is None or tenants.get(sender) is None or not self.topic_exists(self.topics.replies(sender)):
+        replies = self.topics.replies(sender) if sender else ""
+        if sender is None or ctx.tenants.get(sender) is None or not self.topic_exists(replies):
             raise _Refused(ErrorStage.RECEIPT, "the receipt's message_source is not a known tenant")
-        out = Outgoing(self.topics.replies(sender), data.message_id.encode(), *self._body(rec))
+        out = Outgoing(replies, data.message_id.encode(), *_body(ctx.rec))
         return Routed("forwarded", message.type, [out])
 
     # -- helpers ----------------------------------------------------------------------
 
-    @staticmethod
-    def _body(rec: Incoming) -> tuple[bytes | None, tuple[tuple[str, bytes], ...]]:
-        """The value to forward: structured records as they came, binary ones re-encoded."""
-        if any(k == h.CE_SPECVERSION for k, _ in rec.headers):
-            return to_bytes(parse(rec.value or b"", rec.headers)), _STRUCTURED
-        return rec.value, _STRUCTURED
-
-    def _receipt(self, message: Message, outcome: Outcome, reason: str | None, now: datetime) -> Outgoing:
+    def _receipt(self, message: Message, outcome: Outcome, now: datetime) -> Outgoing:
         # Only reached for an authenticated source, whose tenant has a replies topic.
         sender = tenant_of_source(message.source) or ""
         return receipt(
@@ -244,25 +252,22 @@ class Router:
             message_type=message.type,
             recipient=message.recipient,
             outcome=outcome,
-            reason=reason,
+            reason=None,
             now=now,
         )
 
     def _refuse(
-        self,
-        rec: Incoming,
-        message: Message | None,
-        tenant_id: str | None,
-        stage: ErrorStage,
-        reason: str,
-        now: datetime,
+        self, rec: Incoming, message: Message | None, tenant_id: str | None, refusal: _Refused, now: datetime
     ) -> Routed:
-        outputs = [dead_letter(self.topics, rec, stage, reason)]
+        """A dead letter, and a `rejected` receipt to the sender where it has a replies topic."""
+        outputs = [dead_letter(self.topics, rec, refusal.stage, refusal.reason)]
         message_type = message.type if message else _peek(rec, "type") or "unknown"
         # A receipt about a receipt would loop between router and LPS.
         replies = self.topics.replies(tenant_id) if tenant_id else None
         if replies and self.topic_exists(replies) and message_type != MessageType.RECEIPT:
-            message_id = message.id if message else _peek(rec, "id") or f"{rec.topic}:{rec.partition}:{rec.offset}"
+            message_id = (
+                message.id if message else _peek(rec, "id") or f"{rec.topic}:{rec.partition}:{rec.offset}"
+            )
             outputs.append(
                 receipt(
                     replies,
@@ -271,11 +276,18 @@ class Router:
                     message_type=message_type,
                     recipient=message.recipient if message else None,
                     outcome=Outcome.REJECTED,
-                    reason=reason,
+                    reason=refusal.reason,
                     now=now,
                 )
             )
-        return Routed("rejected", message_type, outputs, stage=str(stage))
+        return Routed("rejected", message_type, outputs, stage=str(refusal.stage))
+
+
+def _body(rec: Incoming) -> tuple[bytes | None, tuple[tuple[str, bytes], ...]]:
+    """The value to forward: structured records as they came, binary ones re-encoded."""
+    if any(k == h.CE_SPECVERSION for k, _ in rec.headers):
+        return to_bytes(parse(rec.value or b"", rec.headers)), _STRUCTURED
+    return rec.value, _STRUCTURED
 
 
 def _peek(rec: Incoming, attribute: str) -> str | None:

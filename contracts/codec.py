@@ -19,9 +19,15 @@ def _default(obj: Any) -> Any:  # noqa: ANN401  orjson's fallback hook receives 
     raise TypeError(msg)
 
 
-def dumps(obj: Any) -> bytes:  # noqa: ANN401  any JSON-able value is accepted
-    """Encode plain Python values (and pydantic models) as compact UTF-8 JSON."""
-    return orjson.dumps(obj, default=_default, option=_DUMP_OPTIONS)
+def dumps(obj: Any, *, indent: bool = False) -> bytes:  # noqa: ANN401  any JSON-able value is accepted
+    """Encode plain Python values (and pydantic models) as UTF-8 JSON, compact unless `indent`."""
+    option = _DUMP_OPTIONS | (orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS if indent else 0)
+    return orjson.dumps(obj, default=_default, option=option)
+
+
+def dumps_log(obj: Any, **_: Any) -> str:  # noqa: ANN401  structlog hands over any event dict
+    """structlog's serializer: like `dumps`, but anything unknown is written as its str()."""
+    return orjson.dumps(obj, default=str, option=_DUMP_OPTIONS).decode()
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:  # noqa: ANN401  JSON may be any value

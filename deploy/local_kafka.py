@@ -129,9 +129,19 @@ class LocalKafka:
             raise ConfigError(msg)
         self._lib_dir.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [mvn, "-q", "-B", "-f", str(_POM), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={self._lib_dir}"],
-            capture_output=True, text=True, check=False,
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(_POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={self._lib_dir}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             tail = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
@@ -210,12 +220,27 @@ class LocalKafka:
         classpath = f"{lib}/*"
         cluster_id = subprocess.run(  # noqa: S603 - fixed argv, no shell
             [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(properties), "--ignore-formatted"],
-            capture_output=True, text=True, check=False,
+            [
+                java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(properties),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             lines = (result.stdout + result.stderr).strip().splitlines() or ["no output"]
@@ -241,18 +266,30 @@ class LocalKafka:
         self._format(java, lib, properties)
         heap = f"{self._config.heap_mb}m"
         argv = [
-            java, f"-Xms{min(self._config.heap_mb, 256)}m", f"-Xmx{heap}", "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={_LOG4J}", f"-Dkafka.logs.dir={self._data_dir / 'logs'}",
-            "-cp", f"{lib}/*", "kafka.Kafka", str(properties),
+            java,
+            f"-Xms{min(self._config.heap_mb, 256)}m",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={_LOG4J}",
+            f"-Dkafka.logs.dir={self._data_dir / 'logs'}",
+            "-cp",
+            f"{lib}/*",
+            "kafka.Kafka",
+            str(properties),
         ]
         console = (self._data_dir / "logs" / "console.out").open("ab")
         with console:
             # A session of its own: Ctrl-C in the shell that ran `start` must
             # not reach the broker, which outlives the command.
             process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self._data_dir,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self._data_dir,
             )
         self._process = process
         self._state_path().write_bytes(

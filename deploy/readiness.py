@@ -16,14 +16,14 @@ from contracts import KafkaError
 __all__ = ["probe_metadata", "wait_until_ready"]
 
 
-async def probe_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+async def probe_metadata(bootstrap: str, within: float = 2.0) -> bool:
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(within * 1000))
     # A refused connection is the expected answer while a broker starts: not an error to log.
     logger = logging.getLogger("aiokafka")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        await asyncio.wait_for(client.bootstrap(), timeout)
+        await asyncio.wait_for(client.bootstrap(), within)
         return bool(client.cluster.brokers())
     except (AIOKafkaError, OSError, TimeoutError):
         return False

@@ -16,8 +16,8 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.errors import (
     OutOfOrderSequenceNumber,
     ProducerFenced,
-    TransactionalIdAuthorizationFailed,
     TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
     UnknownTopicOrPartitionError,
 )
 

@@ -7,13 +7,17 @@ import sys
 
 import structlog
 
+from contracts import codec
+
 __all__ = ["configure_logging", "get_logger"]
 
 
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     use_json = not sys.stderr.isatty() if json is None else json
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=codec.dumps_log)
+        if use_json
+        else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[

@@ -19,7 +19,9 @@ from .app import app
 
 __all__ = ["broker_app"]
 
-broker_app = typer.Typer(help="The router: ingress topics in, delivery and replies topics out.", no_args_is_help=True)
+broker_app = typer.Typer(
+    help="The router: ingress topics in, delivery and replies topics out.", no_args_is_help=True
+)
 app.add_typer(broker_app, name="broker")
 
 

@@ -21,7 +21,9 @@ app.add_typer(schema_app, name="schema")
 def validate(
     files: Annotated[
         list[Path],
-        typer.Argument(help="CloudEvents JSON files (structured mode), one message each.", show_default=False),
+        typer.Argument(
+            help="CloudEvents JSON files (structured mode), one message each.", show_default=False
+        ),
     ],
 ) -> None:
     """Check messages against the contract: exit 0 if all are valid, else 1 with one line per invalid file."""

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +68,11 @@ class World:
     def prik(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "prik", *args],
-            capture_output=True, text=True, timeout=timeout, env=self.env(), check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            check=False,
         )
 
     async def read(self, topic: str) -> list[tuple[bytes | None, Message | None, dict[str, bytes]]]:
@@ -99,7 +103,7 @@ async def _sleep(seconds: float) -> None:
 
 
 @pytest.fixture
-async def world(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> AsyncIterator[World]:
+async def world(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> World:
     tenants_file = tmp_path / "tenants.toml"
     tenants_file.write_text(TENANTS_TOML)
     settings = Settings(kafka=KafkaSettings(bootstrap=kafka_bootstrap), topic_prefix=topic_prefix)
@@ -110,7 +114,7 @@ async def world(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Asyn
         settings.topics,
         [DirectoryEntry(sor=CLINIC, lps="lps-xmo"), DirectoryEntry(sor=OTHER_CLINIC, lps="lps-other")],
     )
-    yield World(settings, tenants, tenants_file, tmp_path)
+    return World(settings, tenants, tenants_file, tmp_path)
 
 
 class RouterProcess:
@@ -126,7 +130,9 @@ class RouterProcess:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "prik", "broker", "run", "--instance", self._instance],
-                env=self._world.env(), stdout=log, stderr=subprocess.STDOUT,
+                env=self._world.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def wait_started(self, timeout: float = 60) -> None:

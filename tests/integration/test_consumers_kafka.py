@@ -369,7 +369,7 @@ def _spawn_cli(env: Env, lps: ReferenceLps, log: Path) -> subprocess.Popen[bytes
     }
     args = ["consumer", "run", "--lps", LPS, "--webhook", lps.url, "--secret", lps.secret]
     with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603  our own interpreter; waits go via threads
+        return subprocess.Popen(
             [sys.executable, "-m", "prik", *args, "--max-retry-time", "120"],
             env=environment,
             stdout=out,

@@ -28,9 +28,7 @@ SOR = "123456789012345"
 def _kcat(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     kcat = shutil.which("kcat")
     assert kcat is not None
-    return subprocess.run(  # noqa: S603 - a fixed tool with arguments built by the test
-        [kcat, *args], input=stdin, capture_output=True, timeout=60, check=False
-    )
+    return subprocess.run([kcat, *args], input=stdin, capture_output=True, timeout=60, check=False)
 
 
 async def test_kcat_reads_what_prik_wrote(kafka_bootstrap: str, topic_prefix: str) -> None:

@@ -49,7 +49,7 @@ async def test_start_status_stop_round_trip(tmp_path: Path) -> None:
         stopped = _prik("kafka", "stop", "--data-dir", data)
     assert stopped.returncode == 0
     assert stopped.stdout.startswith("stopped")
-    assert not await probe_metadata(f"127.0.0.1:{port}", timeout=1)
+    assert not await probe_metadata(f"127.0.0.1:{port}", within=1)
     assert _prik("kafka", "status", "--data-dir", data).returncode == 1
     # Stop removes nothing: the formatted storage is still there.
     assert (tmp_path / "kafka" / "data" / "meta.properties").exists()
@@ -63,4 +63,7 @@ def test_port_taken_is_one_clear_line(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
         result = _prik("kafka", "start", "--data-dir", str(tmp_path), "--port", str(port))
     assert result.returncode == 2
-    assert result.stderr.strip() == f"prik: error: port {port} is taken by another process: choose another with --port"
+    assert (
+        result.stderr.strip()
+        == f"prik: error: port {port} is taken by another process: choose another with --port"
+    )

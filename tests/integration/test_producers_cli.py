@@ -56,7 +56,7 @@ async def env(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> dict[s
 
 
 def _prik(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter running our own module
+    return subprocess.run(
         [sys.executable, "-m", "prik", *args],
         env=env,
         capture_output=True,

@@ -41,7 +41,7 @@ async def kafka(kafka_bootstrap: str, topic_prefix: str) -> KafkaSettings:
 
 
 def _prik(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter running our own module
+    return subprocess.run(
         [sys.executable, "-m", "prik", *args],
         env=env,
         capture_output=True,

@@ -125,9 +125,7 @@ async def test_apply_fixes_drifted_configs_grows_partitions_never_shrinks(
 
 
 def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter running our own module
-        argv, env=env, capture_output=True, text=True, timeout=90, check=False
-    )
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=90, check=False)
 
 
 def test_cli_topics_apply_prints_a_summary(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> None:

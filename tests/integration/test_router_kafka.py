@@ -22,8 +22,18 @@ CPR = "0101901234"
 
 async def test_prik_send_reaches_the_clinics_delivery_topic(world: World, router: RouterProcess) -> None:
     sent = world.prik(
-        "send", "video-queue", "--as", "minlaege-video", "--clinic", CLINIC,
-        "--event", "joined", "--queue-entry", "q-42", "--cpr", CPR,
+        "send",
+        "video-queue",
+        "--as",
+        "minlaege-video",
+        "--clinic",
+        CLINIC,
+        "--event",
+        "joined",
+        "--queue-entry",
+        "q-42",
+        "--cpr",
+        CPR,
     )
     assert sent.returncode == 0, sent.stderr
     [message] = await world.wait_for(world.topics.deliver("lps-xmo"), 1)
@@ -34,12 +44,16 @@ async def test_prik_send_reaches_the_clinics_delivery_topic(world: World, router
     assert router.terminate() == 0
 
 
-async def test_refusals_are_dead_lettered_while_valid_traffic_flows(world: World, router: RouterProcess) -> None:
+async def test_refusals_are_dead_lettered_while_valid_traffic_flows(
+    world: World, router: RouterProcess
+) -> None:
     valid = [
         build.video_queue_notice("minlaege-video", CLINIC, event="joined", queue_entry_id=f"q-{i}", cpr=CPR)
         for i in range(20)
     ]
-    unknown_clinic = build.video_queue_notice("minlaege-video", "999999999999", event="joined", queue_entry_id="x")
+    unknown_clinic = build.video_queue_notice(
+        "minlaege-video", "999999999999", event="joined", queue_entry_id="x"
+    )
     not_allowed = build.task_request("minlaege-video", CLINIC, code="X")
     forged_source = build.video_queue_notice("kommune-0101", CLINIC, event="left", queue_entry_id="y")
     async with Publisher(world.kafka, "minlaege-video", world.topics) as publisher:
@@ -71,7 +85,9 @@ async def test_refusals_are_dead_lettered_while_valid_traffic_flows(world: World
         assert headers[h.ORIGINAL_TOPIC] == world.topics.ingress("minlaege-video").encode()
         assert not contains_cpr(headers[h.ERROR_REASON].decode())
     assert len(dead) == 4
-    receipts = [m for m in await world.wait_for(world.topics.replies("minlaege-video"), 4) if isinstance(m, Receipt)]
+    receipts = [
+        m for m in await world.wait_for(world.topics.replies("minlaege-video"), 4) if isinstance(m, Receipt)
+    ]
     assert Counter(r.data.outcome for r in receipts) == Counter({Outcome.REJECTED: 4})
 
 
@@ -88,8 +104,12 @@ async def test_task_round_trip_and_refused_parties(world: World, router: RouterP
         await other.publish(build.task_status("lps-other", task_id, "accepted"))
         await other.publish(
             build.receipt(
-                "lps-other", message_id=request.id, message_source=request.source,
-                message_type=request.type, outcome="delivered", recipient=CLINIC,
+                "lps-other",
+                message_id=request.id,
+                message_source=request.source,
+                message_type=request.type,
+                outcome="delivered",
+                recipient=CLINIC,
             )
         )
     # The clinic's LPS answers through the CLI, as an operator would.
@@ -154,18 +174,44 @@ async def test_sigkill_mid_stream_routes_every_message_exactly_once(world: World
 async def test_kcat_interoperates_both_ways(world: World, router: RouterProcess) -> None:
     message = build.video_queue_notice("minlaege-video", CLINIC, event="called", queue_entry_id="kcat-1")
     produced = subprocess.run(
-        ["kcat", "-P", "-b", world.kafka.bootstrap, "-t", world.topics.ingress("minlaege-video"),
-         "-k", CLINIC, "-H", "content-type=application/cloudevents+json"],
-        input=to_bytes(message), capture_output=True, timeout=30, check=False,
+        [
+            "kcat",
+            "-P",
+            "-b",
+            world.kafka.bootstrap,
+            "-t",
+            world.topics.ingress("minlaege-video"),
+            "-k",
+            CLINIC,
+            "-H",
+            "content-type=application/cloudevents+json",
+        ],
+        input=to_bytes(message),
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     assert produced.returncode == 0, produced.stderr
     [routed] = await world.wait_for(world.topics.deliver("lps-xmo"), 1)
     assert routed == message
 
     read = subprocess.run(
-        ["kcat", "-C", "-b", world.kafka.bootstrap, "-t", world.topics.deliver("lps-xmo"), "-e", "-J",
-         "-X", "isolation.level=read_committed"],
-        capture_output=True, timeout=30, check=False, text=True,
+        [
+            "kcat",
+            "-C",
+            "-b",
+            world.kafka.bootstrap,
+            "-t",
+            world.topics.deliver("lps-xmo"),
+            "-e",
+            "-J",
+            "-X",
+            "isolation.level=read_committed",
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+        text=True,
     )
     assert read.returncode == 0, read.stderr
     [line] = [json.loads(x) for x in read.stdout.splitlines() if x.startswith("{")]

@@ -210,7 +210,7 @@ async def test_task_endpoint_authenticates_with_the_webhook_secret() -> None:
     ],
 )
 def test_cli_usage_errors_exit_2_with_one_line(args: list[str], needle: str) -> None:
-    done = subprocess.run(  # noqa: S603  our own interpreter and arguments
+    done = subprocess.run(
         [sys.executable, "-m", "prik", "consumer", "run", "--lps", "lps-xmo", *args],
         capture_output=True,
         text=True,
