@@ -192,13 +192,18 @@ class TransactionalEngine:
             if records and tp in owned:
                 self._consumer.seek(tp, records[0].offset)
 
-    async def stop(self) -> None:
-        """Leave the group and close; safe to call twice."""
+    async def stop(self, close_within: float = 10.0) -> None:
+        """Leave the group and close; safe to call twice. Bounded: a dead broker cannot hang it."""
         self._stopping.set()
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         async with self.lock:
-            if consumer is not None:
-                await consumer.stop()
-            if producer is not None:
-                await producer.stop()
+            for client in (consumer, producer):
+                if client is None:
+                    continue
+                try:
+                    await asyncio.wait_for(client.stop(), close_within)
+                except (TimeoutError, AIOKafkaError) as exc:
+                    _log.warning(
+                        "router.close_failed", client=type(client).__name__, error=type(exc).__name__
+                    )

@@ -88,4 +88,6 @@ class CompactedReader:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._consumer.stop()
+        # Bounded: a broker that stopped answering must not hold up shutdown.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._consumer.stop(), 10)

@@ -148,7 +148,8 @@ class Router:
         if tenant is None or not tenant.allowed(message.type):
             raise _Refused(ErrorStage.AUTHORISE, f"tenant {ctx.tenant_id} may not send {message.type}")
         dedup_key = (ctx.rec.topic, ctx.rec.partition, message.source, message.id)
-        if dedup_key in ctx.batch.seen or self.dedup.seen(*dedup_key):
+        replayed = any(k == h.REPLAY for k, _ in ctx.rec.headers)
+        if not replayed and (dedup_key in ctx.batch.seen or self.dedup.seen(*dedup_key)):
             return Routed("duplicate", message.type)
         ctx.batch.seen.add(dedup_key)
         if not isinstance(message, Receipt) and is_expired(message, ctx.now):

@@ -35,6 +35,7 @@ class RouterService:
         *,
         instance_id: str = "0",
         progress_every: float = 10.0,
+        shutdown_grace: float = 30.0,
     ) -> None:
         topics = settings.topics
         self.directory = DirectoryTable()
@@ -54,6 +55,9 @@ class RouterService:
             on_batch=self._progress,
         )
         self._started = False
+        self._shutdown_grace = shutdown_grace
+        self._stop_requested = asyncio.Event()
+        self._run_task: asyncio.Task[None] | None = None
 
     def _progress(self, stats: EngineStats) -> None:
         now = time.monotonic()
@@ -71,16 +75,37 @@ class RouterService:
         _log.info("router.started", clinics=len(self.directory), tasks=len(self.tasks))
 
     def request_stop(self) -> None:
+        """First call: finish the batch in flight, then stop. Second call: stop now."""
+        if self._stop_requested.is_set() and self._run_task is not None:
+            self._run_task.cancel()
+        self._stop_requested.set()
         self.engine.request_stop()
 
     async def run(self, *, handle_signals: bool = True) -> None:
-        """Route until SIGINT/SIGTERM (or `request_stop`), then stop gracefully."""
+        """Route until SIGINT/SIGTERM (or `request_stop`), then stop gracefully.
+
+        The batch in flight gets `shutdown_grace` seconds to commit; a broker that
+        stopped answering must not keep the process alive past that, and an
+        uncommitted transaction is aborted by Kafka (or fenced by the next start).
+        """
         loop = asyncio.get_running_loop()
         signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
         for sig in signals:
             loop.add_signal_handler(sig, self.request_stop)
+        self._run_task = asyncio.create_task(self.engine.run(), name="router-engine")
         try:
-            await self.engine.run()
+            done, _ = await asyncio.wait(
+                {self._run_task, asyncio.create_task(self._stop_requested.wait())},
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if self._run_task not in done:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(self._run_task), self._shutdown_grace)
+            if not self._run_task.done():
+                _log.warning("router.shutdown_forced", grace_seconds=self._shutdown_grace)
+                self._run_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._run_task
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)

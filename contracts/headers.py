@@ -10,6 +10,8 @@ ORIGINAL_TOPIC = "prik-original-topic"
 ORIGINAL_PARTITION = "prik-original-partition"
 ORIGINAL_OFFSET = "prik-original-offset"
 CONTENT_TYPE = "content-type"
+# Set by `prik dlq replay`: the router lets a replayed record past its dedup window.
+REPLAY = "prik-replay"
 
 # CloudEvents Kafka protocol binding: binary-mode attributes are `ce_<attribute>` headers.
 CE_PREFIX = "ce_"

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import ConfigError
 from .identifiers import TenantId
 from .messages import MessageType
+from .topics import RESERVED_TENANT_IDS
 
 __all__ = ["Role", "Tenant", "Tenants", "parse_tenants"]
 
@@ -36,6 +37,14 @@ class Tenant(BaseModel):
         if self.role is Role.LPS:
             return message_type in _LPS_SENDS or message_type in self.may_send
         return message_type in self.may_send
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> Self:
+        # `urn:prik:router` vouches for the router's own receipts; no tenant may wear it.
+        if self.id in RESERVED_TENANT_IDS:
+            msg = f"tenant id {self.id} is reserved"
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _producers_cannot_send_receipts(self) -> Self:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,10 +158,23 @@ class RouterProcess:
 
 
 @pytest.fixture
-def router(world: World) -> Iterator[RouterProcess]:
-    process = RouterProcess(world)
-    process.start()
-    process.wait_started()
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.terminate()
+def routers(world: World) -> Iterator[Callable[[str], RouterProcess]]:
+    """Start router processes; whatever a test leaves running is killed after it."""
+    started: list[RouterProcess] = []
+
+    def start(instance: str = "test") -> RouterProcess:
+        process = RouterProcess(world, instance)
+        started.append(process)
+        process.start()
+        process.wait_started()
+        return process
+
+    yield start
+    for process in started:
+        if process.process is not None and process.process.poll() is None:
+            process.kill()
+
+
+@pytest.fixture
+def router(routers: Callable[[str], RouterProcess]) -> RouterProcess:
+    return routers("test")

@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -127,7 +128,9 @@ async def test_task_round_trip_and_refused_parties(world: World, router: RouterP
     assert [m.data.outcome for m in other_replies if isinstance(m, Receipt)] == [Outcome.REJECTED]
 
 
-async def test_sigkill_mid_stream_routes_every_message_exactly_once(world: World) -> None:
+async def test_sigkill_mid_stream_routes_every_message_exactly_once(
+    world: World, routers: Callable[[str], RouterProcess]
+) -> None:
     total = 5000
     messages = [
         build.video_queue_notice(
@@ -139,9 +142,7 @@ async def test_sigkill_mid_stream_routes_every_message_exactly_once(world: World
         for start in range(0, total, 500):
             await publisher.publish_many(messages[start : start + 500])
 
-    router = RouterProcess(world, instance="crash")
-    router.start()
-    router.wait_started()
+    router = routers("crash")
     deliver = [world.topics.deliver("lps-xmo"), world.topics.deliver("lps-other")]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -153,10 +154,8 @@ async def test_sigkill_mid_stream_routes_every_message_exactly_once(world: World
     routed_before_kill = await _count(world, deliver)
     assert 0 < routed_before_kill < total, "the kill must land mid-stream"
 
-    restarted = RouterProcess(world, instance="crash")
     started = time.monotonic()
-    restarted.start()
-    restarted.wait_started()
+    restarted = routers("crash")
     ids: list[str] = []
     while time.monotonic() - started < 120:
         ids = await _ids(world, deliver)
@@ -228,3 +227,30 @@ async def _ids(world: World, topics: list[str]) -> list[str]:
 
 async def _count(world: World, topics: list[str]) -> int:
     return len(await _ids(world, topics))
+
+
+async def test_dlq_list_and_replay_after_fixing_the_directory(world: World, router: RouterProcess) -> None:
+    late_clinic = "333456789012"
+    lost = build.video_queue_notice(
+        "minlaege-video", late_clinic, event="joined", queue_entry_id="q", cpr=CPR
+    )
+    async with Publisher(world.kafka, "minlaege-video", world.topics) as publisher:
+        await publisher.publish(lost)
+    await world.wait_for(world.topics.dlq, 1)
+
+    listed = world.prik("dlq", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "route" in listed.stdout
+    assert lost.id in listed.stdout
+    assert CPR not in listed.stdout
+
+    from contracts import DirectoryEntry  # noqa: PLC0415 - the fix an operator would make
+    from deploy.directory import load_directory  # noqa: PLC0415 - as above
+
+    await load_directory(world.kafka, world.topics, [DirectoryEntry(sor=late_clinic, lps="lps-other")])
+    replayed = world.prik("dlq", "replay", "--id", lost.id)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1" in replayed.stdout
+    [routed] = await world.wait_for(world.topics.deliver("lps-other"), 1)
+    assert routed == lost
+    assert world.prik("dlq", "replay", "--id", "no-such-id").returncode == 1

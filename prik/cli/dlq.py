@@ -1,0 +1,80 @@
+"""`prik dlq list` and `prik dlq replay`: dead letters, for operators."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from broker.dlq import DeadLetter, list_dead_letters, replay_dead_letters
+from contracts import ConfigError
+from prik.settings import load_settings
+
+from .app import app
+
+__all__ = ["dlq_app"]
+
+dlq_app = typer.Typer(
+    help="Dead letters: what the router or a consumer gave up on, with the stage and the reason. "
+    "Patient data is never shown.",
+    no_args_is_help=True,
+)
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def list_(
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show only the newest N.")] = None,
+) -> None:
+    """Show dead letters: stage, reason, message id and type, and where the original record was.
+
+    Example: prik dlq list --limit 20
+    """
+    settings = load_settings()
+    letters = asyncio.run(list_dead_letters(settings.kafka, settings.topics, limit=limit))
+    if not letters:
+        typer.echo(f"no dead letters in {settings.topics.dlq}")
+        return
+    table = Table(title=f"{len(letters)} dead letter(s) in {settings.topics.dlq}")
+    for column in ("stage", "reason", "message id", "type", "original position"):
+        table.add_column(column, overflow="fold")
+    for d in letters:
+        where = f"{d.original_topic}[{d.original_partition}]@{d.original_offset}"
+        table.add_row(d.stage, d.reason, d.message_id or "-", d.message_type or "-", where)
+    Console().print(table)
+
+
+@dlq_app.command("replay")
+def replay(
+    message_id: Annotated[
+        str | None, typer.Option("--id", help="Replay the dead letters of this message id.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter in the topic.")] = False,
+) -> None:
+    """Put dead letters back through ingress: the router checks them again from the start.
+
+    A router dead letter goes back to the ingress topic it came from; a consumer's goes to its
+    sender's ingress topic. Replays pass the router's duplicate window on purpose. Fix the cause
+    first (the directory, the tenants file, the endpoint), then, for example:
+
+        prik dlq replay --id 7d1c6f6e-2f0e-4a6e-9b1d-3f0e1c2a9b10
+    """
+    if (message_id is None) == (not all_):
+        msg = "choose what to replay: --id ID or --all"
+        raise ConfigError(msg)
+    settings = load_settings()
+
+    def chosen(letter: DeadLetter) -> bool:
+        return all_ or letter.message_id == message_id
+
+    replayed, skipped = asyncio.run(replay_dead_letters(settings.kafka, settings.topics, chosen))
+    for letter in skipped:
+        typer.echo(f"skipped {letter.message_id or '-'}: no ingress topic to replay it to", err=True)
+    if replayed == 0 and not skipped:
+        what = "dead letters" if all_ else f"dead letter with id {message_id}"
+        typer.echo(f"no {what} in {settings.topics.dlq}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"replayed {replayed} dead letter(s)")
