@@ -31,6 +31,8 @@ def list_(
 ) -> None:
     """Show dead letters: stage, reason, message id and type, and where the original record was.
 
+    On a terminal a table; piped, one tab-separated line per dead letter.
+
     Example: prik dlq list --limit 20
     """
     settings = load_settings()
@@ -38,13 +40,20 @@ def list_(
     if not letters:
         typer.echo(f"no dead letters in {settings.topics.dlq}")
         return
+    console = Console()
+    if not console.is_terminal:
+        # Piped: one tab-separated line each, for grep and cut.
+        for d in letters:
+            where = f"{d.original_topic}[{d.original_partition}]@{d.original_offset}"
+            typer.echo("\t".join((d.stage, d.reason, d.message_id or "-", d.message_type or "-", where)))
+        return
     table = Table(title=f"{len(letters)} dead letter(s) in {settings.topics.dlq}")
     for column in ("stage", "reason", "message id", "type", "original position"):
         table.add_column(column, overflow="fold")
     for d in letters:
         where = f"{d.original_topic}[{d.original_partition}]@{d.original_offset}"
         table.add_row(d.stage, d.reason, d.message_id or "-", d.message_type or "-", where)
-    Console().print(table)
+    console.print(table)
 
 
 @dlq_app.command("replay")
