@@ -13,6 +13,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -24,6 +25,7 @@ from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_consumer, make_
 from prik.logs import get_logger
 from prik.settings import KafkaSettings
 
+from .metrics import RouterMetrics
 from .records import Incoming
 from .router import Batch, Router
 
@@ -66,18 +68,21 @@ class TransactionalEngine:
         transactional_id: str,
         max_batch: int = 500,
         on_batch: Callable[[EngineStats], Awaitable[None] | None] | None = None,
+        metrics: RouterMetrics | None = None,
     ) -> None:
         self._kafka = kafka
         self.router = router
         self._group_id = group_id
         self._transactional_id = transactional_id
         self._max_batch = max_batch
-        self._on_batch = on_batch
+        self.on_batch = on_batch
+        self.metrics = metrics
         self.lock = asyncio.Lock()
         self.stats = EngineStats()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
+        self._cluster: Any = None
 
     async def start(self) -> None:
         self._producer = await self._new_producer()
@@ -97,8 +102,7 @@ class TransactionalEngine:
             await self._consumer.start()
         self._consumer.subscribe(pattern=self.router.topics.ingress_pattern, listener=_Listener(self))
         # Pattern subscription keeps metadata of every topic fresh (metadata_max_age_ms).
-        cluster = self._consumer._client.cluster  # noqa: SLF001 - aiokafka exposes no public metadata view
-        self.router.topic_exists = lambda topic: topic in cluster.topics()
+        self._cluster = self._consumer._client.cluster  # noqa: SLF001 - aiokafka has no public metadata view
 
     async def _new_producer(self) -> AIOKafkaProducer:
         producer = make_producer(
@@ -127,6 +131,8 @@ class TransactionalEngine:
             except (AIOKafkaError, KafkaError) as exc:
                 failures += 1
                 self.stats.aborted += 1
+                if self.metrics is not None:
+                    self.metrics.aborted.inc()
                 _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=failures)
                 await self._rewind(batches)
                 delay = min(30.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
@@ -143,6 +149,8 @@ class TransactionalEngine:
             return
         batch = Batch()
         producer = self._producer
+        # One snapshot per batch: aiokafka builds a new set on every topics() call.
+        self.router.topic_exists = self._cluster.topics().__contains__
         try:
             async with producer.transaction():
                 sends = []
@@ -151,6 +159,8 @@ class TransactionalEngine:
                     for record in records:
                         routed = await self.router.route(Incoming.from_record(record), batch)
                         self.stats.verdicts[routed.verdict] = self.stats.verdicts.get(routed.verdict, 0) + 1
+                        if self.metrics is not None:
+                            self.metrics.decided(routed.verdict, routed.message_type)
                         count += 1
                         for out in routed.outputs:
                             if not self.router.topic_exists(out.topic):
@@ -169,10 +179,16 @@ class TransactionalEngine:
             await self._replace_producer()
             raise
         self.router.commit(batch)
+        if self.metrics is not None:
+            consumer = self._consumer
+            self.metrics.committed(
+                (tp.topic, tp.partition, max(0, (consumer.highwater(tp) or 0) - offsets[tp]))
+                for tp in offsets
+            )
         self.stats.batches += 1
         self.stats.records += count
-        if self._on_batch is not None:
-            result = self._on_batch(self.stats)
+        if self.on_batch is not None:
+            result = self.on_batch(self.stats)
             if result is not None:
                 await result
 

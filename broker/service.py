@@ -16,6 +16,7 @@ from prik.settings import Settings
 
 from .dedup import DedupWindow
 from .engine import EngineStats, TransactionalEngine
+from .metrics import RouterMetrics
 from .reader import CompactedReader
 from .router import Router
 from .tables import DirectoryTable, TaskTable
@@ -46,6 +47,8 @@ class RouterService:
             CompactedReader(settings.kafka, topics.tasks, self.tasks),
         ]
         self._progress_every = progress_every
+        self._metrics_port = settings.metrics_port
+        self.metrics = RouterMetrics()
         self._last_progress = time.monotonic()
         self.engine = TransactionalEngine(
             settings.kafka,
@@ -53,6 +56,7 @@ class RouterService:
             group_id=f"{topics.prefix}-router",
             transactional_id=f"{topics.prefix}-router-{instance_id}",
             on_batch=self._progress,
+            metrics=self.metrics,
         )
         self._started = False
         self._shutdown_grace = shutdown_grace
@@ -65,12 +69,23 @@ class RouterService:
             self._last_progress = now
             _log.info("router.progress", records=stats.records, batches=stats.batches, **stats.verdicts)
 
+    async def load_state(self) -> None:
+        """Read the directory and the task states to their ends, then keep following them."""
+        for reader in self._readers:
+            await reader.start()
+
+    async def close_state(self) -> None:
+        for reader in self._readers:
+            with contextlib.suppress(Exception):
+                await reader.stop()
+
     async def start(self) -> None:
         if self._started:
             return
-        for reader in self._readers:
-            await reader.start()
+        await self.load_state()
         await self.engine.start()
+        if self._metrics_port is not None:
+            self.metrics.serve(self._metrics_port)
         self._started = True
         _log.info("router.started", clinics=len(self.directory), tasks=len(self.tasks))
 
@@ -117,9 +132,8 @@ class RouterService:
             return
         self._started = False
         await self.engine.stop()
-        for reader in self._readers:
-            with contextlib.suppress(Exception):
-                await reader.stop()
+        await self.close_state()
+        self.metrics.close()
         stats = self.engine.stats
         _log.info("router.stopped", records=stats.records, batches=stats.batches, **stats.verdicts)
 

@@ -6,7 +6,7 @@ import tomllib
 from enum import StrEnum
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import ConfigError
 from .identifiers import TenantId
@@ -58,6 +58,7 @@ class Tenants(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     tenant: tuple[Tenant, ...] = Field(default=())
+    _by_id: dict[str, Tenant] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -69,8 +70,12 @@ class Tenants(BaseModel):
             seen.add(t.id)
         return self
 
+    def model_post_init(self, _context: object) -> None:
+        # The router asks for a tenant on every message: a dict, not a scan.
+        self._by_id = {t.id: t for t in self.tenant}
+
     def get(self, tenant_id: str) -> Tenant | None:
-        return next((t for t in self.tenant if t.id == tenant_id), None)
+        return self._by_id.get(tenant_id)
 
     @property
     def ids(self) -> tuple[str, ...]:

@@ -120,9 +120,10 @@ async def world(kafka_bootstrap: str, topic_prefix: str, tmp_path: Path) -> Worl
 class RouterProcess:
     """`prik broker run` as a child process, as an operator would run it."""
 
-    def __init__(self, world: World, instance: str = "test") -> None:
+    def __init__(self, world: World, instance: str = "test", env: dict[str, str] | None = None) -> None:
         self._world = world
         self._instance = instance
+        self._env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = world.root / f"router-{instance}.log"
 
@@ -130,7 +131,7 @@ class RouterProcess:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "prik", "broker", "run", "--instance", self._instance],
-                env=self._world.env(),
+                env={**self._world.env(), **self._env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -158,12 +159,12 @@ class RouterProcess:
 
 
 @pytest.fixture
-def routers(world: World) -> Iterator[Callable[[str], RouterProcess]]:
+def routers(world: World) -> Iterator[Callable[..., RouterProcess]]:
     """Start router processes; whatever a test leaves running is killed after it."""
     started: list[RouterProcess] = []
 
-    def start(instance: str = "test") -> RouterProcess:
-        process = RouterProcess(world, instance)
+    def start(instance: str = "test", env: dict[str, str] | None = None) -> RouterProcess:
+        process = RouterProcess(world, instance, env)
         started.append(process)
         process.start()
         process.wait_started()
@@ -176,5 +177,5 @@ def routers(world: World) -> Iterator[Callable[[str], RouterProcess]]:
 
 
 @pytest.fixture
-def router(routers: Callable[[str], RouterProcess]) -> RouterProcess:
+def router(routers: Callable[..., RouterProcess]) -> RouterProcess:
     return routers("test")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 
@@ -21,7 +23,11 @@ pytestmark = pytest.mark.kafka
 CPR = "0101901234"
 
 
-async def test_prik_send_reaches_the_clinics_delivery_topic(world: World, router: RouterProcess) -> None:
+async def test_prik_send_reaches_the_clinics_delivery_topic(
+    world: World, routers: Callable[..., RouterProcess]
+) -> None:
+    metrics_port = _free_port()
+    router = routers("test", {"PRIK_METRICS_PORT": str(metrics_port)})
     sent = world.prik(
         "send",
         "video-queue",
@@ -42,6 +48,11 @@ async def test_prik_send_reaches_the_clinics_delivery_topic(world: World, router
     assert message.recipient == CLINIC
     assert message.source == "urn:prik:minlaege-video"
     assert message.id in sent.stdout
+    scraped = await asyncio.to_thread(_get, f"http://127.0.0.1:{metrics_port}/metrics")
+    assert 'prik_router_records_total{type="dk.prik.advisory.video-queue.v1",verdict="routed"} 1.0' in scraped
+    assert "prik_router_last_commit_timestamp_seconds" in scraped
+    assert "prik_router_lag_records{" in scraped
+    assert CPR not in scraped
     assert router.terminate() == 0
 
 
@@ -129,7 +140,7 @@ async def test_task_round_trip_and_refused_parties(world: World, router: RouterP
 
 
 async def test_sigkill_mid_stream_routes_every_message_exactly_once(
-    world: World, routers: Callable[[str], RouterProcess]
+    world: World, routers: Callable[..., RouterProcess]
 ) -> None:
     total = 5000
     messages = [
@@ -254,3 +265,16 @@ async def test_dlq_list_and_replay_after_fixing_the_directory(world: World, rout
     [routed] = await world.wait_for(world.topics.deliver("lps-other"), 1)
     assert routed == lost
     assert world.prik("dlq", "replay", "--id", "no-such-id").returncode == 1
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a loopback URL the test built
+        body: bytes = response.read()
+        return body.decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
