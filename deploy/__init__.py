@@ -1,6 +1,6 @@
 """Deployment: the local Apache Kafka runner and topic provisioning."""
 
-from .local_kafka import KAFKA_VERSION, KafkaStatus, LocalKafka, LocalKafkaConfig, default_data_dir
+from .local_kafka import KAFKA_VERSION, KafkaStatus, LocalKafka, LocalKafkaConfig, default_data_dir, free_port
 from .readiness import probe_metadata, wait_until_ready
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "LocalKafka",
     "LocalKafkaConfig",
     "default_data_dir",
+    "free_port",
     "probe_metadata",
     "wait_until_ready",
 ]

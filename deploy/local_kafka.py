@@ -23,7 +23,7 @@ from contracts import ConfigError, KafkaError, codec
 
 from .readiness import wait_until_ready
 
-__all__ = ["KAFKA_VERSION", "KafkaStatus", "LocalKafka", "LocalKafkaConfig", "default_data_dir"]
+__all__ = ["KAFKA_VERSION", "KafkaStatus", "LocalKafka", "LocalKafkaConfig", "default_data_dir", "free_port"]
 
 _KAFKA_DIR = Path(__file__).parent / "kafka"
 _POM = _KAFKA_DIR / "pom.xml"
@@ -83,7 +83,8 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -261,7 +262,7 @@ class LocalKafka:
         lib = self.ensure_jars()
         self._data_dir.mkdir(parents=True, exist_ok=True)
         (self._data_dir / "logs").mkdir(exist_ok=True)
-        controller_port = _free_port()
+        controller_port = free_port()
         properties = self._write_properties(port, controller_port)
         self._format(java, lib, properties)
         heap = f"{self._config.heap_mb}m"

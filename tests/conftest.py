@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import LocalKafka, LocalKafkaConfig, wait_until_ready
+from deploy import LocalKafka, LocalKafkaConfig, free_port, wait_until_ready
 
 
 def _docker_answers() -> bool:
@@ -42,13 +42,6 @@ def _docker_answers() -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     given = os.environ.get("PRIK_TEST_KAFKA")
@@ -62,7 +55,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer("apache/kafka:4.1.2").with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    runner = LocalKafka(LocalKafkaConfig(data_dir=tmp_path_factory.mktemp("kafka"), port=_free_port()))
+    runner = LocalKafka(LocalKafkaConfig(data_dir=tmp_path_factory.mktemp("kafka"), port=free_port()))
     bootstrap = runner.start(timeout=120)
     try:
         yield bootstrap

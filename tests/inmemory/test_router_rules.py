@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,25 +30,7 @@ from contracts import headers as h
 from prik.settings import Settings
 from producers import build
 
-TENANTS = parse_tenants("""
-[[tenant]]
-id = "minlaege-video"
-role = "producer"
-may_send = ["dk.prik.advisory.video-queue.v1"]
-
-[[tenant]]
-id = "kommune-0101"
-role = "producer"
-may_send = ["dk.prik.advisory.referral-status.v1", "dk.prik.task.request.v1", "dk.prik.task.status.v1"]
-
-[[tenant]]
-id = "lps-xmo"
-role = "lps"
-
-[[tenant]]
-id = "lps-other"
-role = "lps"
-""")
+TENANTS = parse_tenants((Path(__file__).parent.parent / "data" / "tenants.toml").read_text())
 CLINIC = "123456789012"
 OTHER_CLINIC = "223456789012"
 UNKNOWN_CLINIC = "999999999999"

@@ -19,25 +19,7 @@ from deploy.topics import apply_topics
 from prik.settings import KafkaSettings, Settings
 from producers.reading import read_records
 
-TENANTS_TOML = """
-[[tenant]]
-id = "minlaege-video"
-role = "producer"
-may_send = ["dk.prik.advisory.video-queue.v1"]
-
-[[tenant]]
-id = "kommune-0101"
-role = "producer"
-may_send = ["dk.prik.advisory.referral-status.v1", "dk.prik.task.request.v1", "dk.prik.task.status.v1"]
-
-[[tenant]]
-id = "lps-xmo"
-role = "lps"
-
-[[tenant]]
-id = "lps-other"
-role = "lps"
-"""
+TENANTS_TOML = (Path(__file__).parent.parent / "data" / "tenants.toml").read_text()
 CLINIC = "123456789012"
 OTHER_CLINIC = "223456789012"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import probe_metadata
+from deploy import free_port, probe_metadata
 
 pytestmark = pytest.mark.kafka
 
@@ -20,15 +20,8 @@ def _prik(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_start_status_stop_round_trip(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     data = str(tmp_path / "kafka")
     try:
         started = _prik("kafka", "start", "--data-dir", data, "--port", str(port))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import time
 import urllib.request
@@ -15,6 +14,7 @@ import pytest
 
 from contracts import Outcome, Receipt, TaskStatusUpdate, contains_cpr, parse, to_bytes
 from contracts import headers as h
+from deploy import free_port
 from producers import Publisher, build
 
 from .conftest import CLINIC, OTHER_CLINIC, RouterProcess, World
@@ -26,7 +26,7 @@ CPR = "0101901234"
 async def test_prik_send_reaches_the_clinics_delivery_topic(
     world: World, routers: Callable[..., RouterProcess]
 ) -> None:
-    metrics_port = _free_port()
+    metrics_port = free_port()
     router = routers("test", {"PRIK_METRICS_PORT": str(metrics_port)})
     sent = world.prik(
         "send",
@@ -271,10 +271,3 @@ def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a loopback URL the test built
         body: bytes = response.read()
         return body.decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
