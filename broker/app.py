@@ -46,7 +46,8 @@ def build_app(settings: Settings, tenants: Callable[[], Tenants]) -> tuple[FastS
         group_id=f"{topics.prefix}-router",
         auto_offset_reset="earliest",
         isolation_level="read_committed",
-        # Commit only after the outputs are published: at least once.
+        # Commits after the handler, even when it raised: FastStream has no
+        # commit-with-outputs, which is why production runs TransactionalEngine.
         ack_policy=AckPolicy.ACK,
     )
     async def on_ingress(msg: KafkaMessage) -> None:

@@ -57,5 +57,10 @@ class DedupWindow:
     def forget(self, topic: str, partition: int) -> None:
         self._seen.pop((topic, partition), None)
 
+    def keep_only(self, owned: set[tuple[str, int]]) -> None:
+        """Drop the windows of partitions this instance no longer owns."""
+        for key in [k for k in self._seen if k not in owned]:
+            del self._seen[key]
+
     def __len__(self) -> int:
         return sum(len(e) for e in self._seen.values())

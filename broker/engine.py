@@ -18,20 +18,24 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 
-from contracts import KafkaError
+from contracts import ErrorStage, KafkaError
 from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_consumer, make_producer
 from prik.logs import get_logger
 from prik.settings import KafkaSettings
 
 from .metrics import RouterMetrics
-from .records import Incoming
-from .router import Batch, Router
+from .outputs import dead_letter
+from .records import Incoming, Outgoing
+from .router import Batch, Routed, Router
 
 __all__ = ["EngineStats", "TransactionalEngine"]
 
 _log = get_logger(__name__)
+# Consecutive aborts before the engine suspects one record and goes one by one.
+_ISOLATE_AFTER = 3
 
 
 @dataclass(slots=True)
@@ -50,11 +54,21 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         # Wait for the batch in flight: its offsets commit inside its own
         # transaction, so nothing unfinished is ever handed to the next owner.
         async with self._engine.lock:
-            for tp in revoked:
-                self._engine.router.dedup.forget(tp.topic, tp.partition)
+            self._engine.generation += 1
         _log.info("router.partitions_revoked", count=len(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        async with self._engine.lock:
+            self._engine.generation += 1
+            # aiokafka revokes everything on every rebalance: keep the windows of
+            # partitions that came back, drop only those now owned elsewhere.
+            self._engine.router.dedup.keep_only({(tp.topic, tp.partition) for tp in assigned})
+            # Task states this instance now decides may have moved elsewhere meanwhile;
+            # if the read fails, unknown keys still catch up on their own.
+            try:
+                await self._engine.router.tasks.refresh()
+            except KafkaError as exc:
+                _log.warning("router.tasks_refresh_failed", error=str(exc))
         _log.info("router.partitions_assigned", count=len(assigned))
 
 
@@ -82,6 +96,8 @@ class TransactionalEngine:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
+        # Bumped by every rebalance: a batch fetched under another generation is dropped.
+        self.generation = 0
         self._cluster: Any = None
 
     async def start(self) -> None:
@@ -108,9 +124,14 @@ class TransactionalEngine:
         producer = make_producer(
             self._kafka, transactional_id=self._transactional_id, client_id="prik-router"
         )
-        with kafka_errors("starting the router's transactional producer"):
-            # Fences any earlier incarnation with this id and aborts its open transaction.
-            await producer.start()
+        try:
+            with kafka_errors("starting the router's transactional producer"):
+                # Fences any earlier incarnation with this id and aborts its open transaction.
+                await producer.start()
+        except KafkaError:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
         return producer
 
     def request_stop(self) -> None:
@@ -121,12 +142,20 @@ class TransactionalEngine:
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         failures = 0
         while not self._stopping.is_set():
+            generation = self.generation
             batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
             if not batches:
                 continue
             try:
                 async with self.lock:
-                    await self._process(batches)
+                    if generation != self.generation:
+                        # Fetched across a rebalance: read again from what is committed.
+                        await self._rewind(batches)
+                        continue
+                    if failures < _ISOLATE_AFTER:
+                        await self._process(batches)
+                    else:
+                        await self._process_one_by_one(batches)
                 failures = 0
             except (AIOKafkaError, KafkaError) as exc:
                 failures += 1
@@ -136,32 +165,29 @@ class TransactionalEngine:
                 _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=failures)
                 await self._rewind(batches)
                 delay = min(30.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
-        assert self._producer is not None  # noqa: S101 - start() precedes run()
         # A rebalance between fetch and lock may have taken partitions away:
         # their records are the new owner's now.
         owned = self._consumer.assignment()
         batches = {tp: records for tp, records in batches.items() if tp in owned and records}
         if not batches:
             return
+        producer = await self._healthy_producer()
         batch = Batch()
-        producer = self._producer
         # One snapshot per batch: aiokafka builds a new set on every topics() call.
         self.router.topic_exists = self._cluster.topics().__contains__
+        decided: list[Routed] = []
         try:
             async with producer.transaction():
                 sends = []
-                count = 0
                 for records in batches.values():
                     for record in records:
                         routed = await self.router.route(Incoming.from_record(record), batch)
-                        self.stats.verdicts[routed.verdict] = self.stats.verdicts.get(routed.verdict, 0) + 1
-                        if self.metrics is not None:
-                            self.metrics.decided(routed.verdict, routed.message_type)
-                        count += 1
+                        decided.append(routed)
                         for out in routed.outputs:
                             if not self.router.topic_exists(out.topic):
                                 # A missing topic would stall every batch behind this one.
@@ -175,38 +201,102 @@ class TransactionalEngine:
                 await asyncio.gather(*sends)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 await producer.send_offsets_to_transaction(offsets, self._group_id)
-        except FATAL_PRODUCER_ERRORS:
+        except AIOKafkaError:
+            # A failed send leaves the idempotent producer's sequence numbers
+            # behind the broker's (the next send is OutOfOrderSequenceNumber,
+            # aiokafka #1017): only a new producer, with a new epoch, goes on.
             await self._replace_producer()
             raise
         self.router.commit(batch)
-        if self.metrics is not None:
+        await self._committed(decided, offsets)
+
+    async def _process_one_by_one(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """After repeated aborts: one transaction per record, so one bad record cannot stall the rest.
+
+        A record whose outputs Kafka refuses for good (too large, not authorised)
+        becomes a dead letter on its own; a retriable failure still aborts and retries.
+        """
+        for tp, records in batches.items():
+            for record in records:
+                try:
+                    await self._process({tp: [record]})
+                except (AIOKafkaError, KafkaError) as exc:
+                    if getattr(exc, "retriable", False) or isinstance(exc, FATAL_PRODUCER_ERRORS):
+                        raise
+                    await self._dead_letter_alone(tp, record, exc)
+
+    async def _dead_letter_alone(self, tp: TopicPartition, record: ConsumerRecord, exc: Exception) -> None:
+        rec = Incoming.from_record(record)
+        too_large = isinstance(exc, MessageSizeTooLargeError)
+        reason = f"could not write the routing outputs ({type(exc).__name__})"
+        letter = dead_letter(self.router.topics, rec, ErrorStage.ROUTE, reason)
+        if too_large:
+            # The original does not fit next to the error headers: keep where it was instead.
+            letter = Outgoing(letter.topic, letter.key, None, letter.headers)
+        producer = await self._healthy_producer()
+        try:
+            async with producer.transaction():
+                sent = await producer.send(
+                    letter.topic, letter.value, key=letter.key, headers=list(letter.headers)
+                )
+                await sent
+                await producer.send_offsets_to_transaction({tp: record.offset + 1}, self._group_id)
+        except AIOKafkaError:
+            await self._replace_producer()
+            raise
+        _log.warning(
+            "router.isolated_dead_letter", topic=tp.topic, partition=tp.partition, offset=record.offset
+        )
+        await self._committed([Routed("rejected", "", [letter], stage=str(ErrorStage.ROUTE))], {})
+
+    async def _committed(self, decided: list[Routed], offsets: dict[TopicPartition, int]) -> None:
+        for routed in decided:
+            self.stats.verdicts[routed.verdict] = self.stats.verdicts.get(routed.verdict, 0) + 1
+            if self.metrics is not None:
+                self.metrics.decided(routed.verdict, routed.message_type)
+        if self.metrics is not None and self._consumer is not None:
             consumer = self._consumer
             self.metrics.committed(
-                (tp.topic, tp.partition, max(0, (consumer.highwater(tp) or 0) - offsets[tp]))
-                for tp in offsets
+                (tp.topic, tp.partition, max(0, (consumer.highwater(tp) or 0) - offset))
+                for tp, offset in offsets.items()
             )
         self.stats.batches += 1
-        self.stats.records += count
+        self.stats.records += len(decided)
         if self.on_batch is not None:
             result = self.on_batch(self.stats)
             if result is not None:
                 await result
 
+    async def _healthy_producer(self) -> AIOKafkaProducer:
+        """The producer, rebuilt first if a failed restart left none or aiokafka marked it fatal."""
+        producer = self._producer
+        if producer is None or producer._txn_manager.is_fatal_error():  # noqa: SLF001 - no public check
+            await self._replace_producer()
+            producer = self._producer
+        assert producer is not None  # noqa: S101 - _replace_producer sets it or raises
+        return producer
+
     async def _replace_producer(self) -> None:
-        # A wedged producer only recovers as a new one (aiokafka #1017).
+        # A wedged producer only recovers as a new one (aiokafka #1017). If the
+        # new one fails to start, none is left and the next batch tries again.
         old, self._producer = self._producer, None
         if old is not None:
             with contextlib.suppress(Exception):
-                await old.stop()
+                await asyncio.wait_for(old.stop(), 10)
         self._producer = await self._new_producer()
 
     async def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """After an abort, read the batch again from its first record."""
+        """After an abort, read again from the last committed offset of each partition."""
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         owned = self._consumer.assignment()
         for tp, records in batches.items():
             if records and tp in owned:
-                self._consumer.seek(tp, records[0].offset)
+                try:
+                    committed = await self._consumer.committed(tp)
+                except AIOKafkaError:
+                    committed = None
+                # Records one-by-one mode already committed are not read again.
+                self._consumer.seek(tp, committed if committed is not None else records[0].offset)
 
     async def stop(self, close_within: float = 10.0) -> None:
         """Leave the group and close; safe to call twice. Bounded: a dead broker cannot hang it."""

@@ -50,28 +50,44 @@ class CompactedReader:
         self._started = True
         self._task = asyncio.create_task(self._run(), name=f"reader:{self._topic}")
         self._table.catch_up = self.catch_up
-        await asyncio.wait_for(self.catch_up(), load_within)
+        await self.catch_up(load_within)
         _log.info("table.loaded", table=self._table.name, rows=len(self._table))
 
     async def _run(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
-            for records in batches.values():
-                for record in records:
-                    self._table.apply(record.key, record.value)
+        try:
+            while True:
+                batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+                for records in batches.values():
+                    for record in records:
+                        self._table.apply(record.key, record.value)
+                async with self._progress:
+                    self._progress.notify_all()
+        except Exception as exc:
+            _log.error("table.reader_failed", table=self._table.name, error=type(exc).__name__)
+            raise
+        finally:
+            # Whoever waits in catch_up must learn that no progress is coming.
             async with self._progress:
                 self._progress.notify_all()
 
-    async def catch_up(self) -> None:
-        """Return once every change committed before this call is in the table."""
+    async def catch_up(self, within: float = 15.0) -> None:
+        """Return once every change committed before this call is in the table.
+
+        Bounded well below the router's poll interval and transaction timeout: a
+        partition without a leader fails the batch (retried), not the group.
+        """
         with kafka_errors(f"reading {self._topic}"):
             ends = await self._consumer.end_offsets(self._partitions)
-        async with self._progress:
-            while not await self._reached(ends):
-                if self._task is not None and self._task.done():
-                    msg = f"the reader of {self._topic} stopped"
-                    raise KafkaError(msg, retriable=True)
-                await self._progress.wait()
+        try:
+            async with asyncio.timeout(within), self._progress:
+                while not await self._reached(ends):
+                    if self._task is not None and self._task.done():
+                        msg = f"the reader of {self._topic} stopped"
+                        raise KafkaError(msg, retriable=True)
+                    await self._progress.wait()
+        except TimeoutError:
+            msg = f"reading {self._topic} to its end took over {within:.0f}s"
+            raise KafkaError(msg, retriable=True) from None
 
     async def _reached(self, ends: dict[TopicPartition, int]) -> bool:
         for tp, end in ends.items():

@@ -79,6 +79,11 @@ class _Context:
     batch: Batch
     now: datetime
 
+    @property
+    def replayed(self) -> bool:
+        """Put back by `prik dlq replay`: sent again on purpose, so past the dedup window."""
+        return any(k == h.REPLAY for k, _ in self.rec.headers)
+
 
 class _Refused(Exception):  # noqa: N818 - control flow inside the router, never escapes it
     def __init__(self, stage: ErrorStage, reason: str) -> None:
@@ -148,8 +153,7 @@ class Router:
         if tenant is None or not tenant.allowed(message.type):
             raise _Refused(ErrorStage.AUTHORISE, f"tenant {ctx.tenant_id} may not send {message.type}")
         dedup_key = (ctx.rec.topic, ctx.rec.partition, message.source, message.id)
-        replayed = any(k == h.REPLAY for k, _ in ctx.rec.headers)
-        if not replayed and (dedup_key in ctx.batch.seen or self.dedup.seen(*dedup_key)):
+        if not ctx.replayed and (dedup_key in ctx.batch.seen or self.dedup.seen(*dedup_key)):
             return Routed("duplicate", message.type)
         ctx.batch.seen.add(dedup_key)
         if not isinstance(message, Receipt) and is_expired(message, ctx.now):
@@ -167,7 +171,11 @@ class Router:
         outputs = [Outgoing(self.topics.deliver(lps), (message.recipient or "").encode(), *_body(ctx.rec))]
         if isinstance(message, TaskRequest):
             key = str(message.data.task_id)
-            if key in ctx.batch.tasks or await self.tasks.get_fresh(key) is not None:
+            existing = ctx.batch.tasks.get(key) or await self.tasks.get_fresh(key)
+            if existing is not None and ctx.replayed and existing.request_id == message.id:
+                # An operator replays a request that reached the router but not the clinic.
+                return Routed("routed", message.type, outputs)
+            if existing is not None:
                 raise _Refused(ErrorStage.TASK, f"task {key} already exists")
             record = TaskRecord(
                 task_id=message.data.task_id,
@@ -224,6 +232,8 @@ class Router:
             # The LPS's consumer orders by clinic, so the forwarded status names it.
             addressed = message.model_copy(update={"recipient": task.recipient})
             deliver = self.topics.deliver(task.lps)
+            if not self.topic_exists(deliver):
+                raise _Refused(ErrorStage.ROUTE, f"topic {deliver} does not exist")
             outputs.append(Outgoing(deliver, task.recipient.encode(), to_bytes(addressed), _STRUCTURED))
         ctx.batch.tasks[key] = moved
         return Routed("forwarded", message.type, outputs)

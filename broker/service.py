@@ -138,7 +138,13 @@ class RouterService:
         _log.info("router.stopped", records=stats.records, batches=stats.batches, **stats.verdicts)
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            # A half-started service must not leave its readers' connections open.
+            await self.engine.stop()
+            await self.close_state()
+            raise
         return self
 
     async def __aexit__(

@@ -60,9 +60,16 @@ class Table(Generic[V]):
             self._rows.pop(k, None)
             return
         try:
-            self._rows[k] = self._decode(k, value)
+            row = self._decode(k, value)
         except (ParseError, ValidationError, ValueError, TypeError):
             _log.warning("table.bad_value", table=self.name, key=k)
+            return
+        if self._accept(self._rows.get(k), row):
+            self._rows[k] = row
+
+    def _accept(self, current: V | None, new: V) -> bool:
+        """Whether a record read from the topic may replace what the table holds."""
+        return True
 
     def put(self, key: str, value: V) -> None:
         self._rows[key] = value
@@ -77,10 +84,15 @@ class Table(Generic[V]):
         wrote; a clinic can be loaded a moment before its first message.
         """
         row = self._rows.get(key)
-        if row is None and self.catch_up is not None:
-            await self.catch_up()
+        if row is None:
+            await self.refresh()
             row = self._rows.get(key)
         return row
+
+    async def refresh(self) -> None:
+        """Read the topic to its current end, where a reader is attached."""
+        if self.catch_up is not None:
+            await self.catch_up()
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -106,3 +118,8 @@ class DirectoryTable(Table[DirectoryEntry]):
 class TaskTable(Table[TaskRecord]):
     def __init__(self) -> None:
         super().__init__("tasks", _decode_task)
+
+    def _accept(self, current: TaskRecord | None, new: TaskRecord) -> bool:
+        # The router puts a task's new state here as soon as its batch commits;
+        # the reader then replays older records of the same task. Never go back.
+        return current is None or new.updated_at >= current.updated_at

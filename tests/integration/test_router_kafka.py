@@ -16,6 +16,7 @@ from contracts import Outcome, Receipt, TaskStatusUpdate, contains_cpr, parse, t
 from contracts import headers as h
 from deploy import free_port
 from producers import Publisher, build
+from producers.reading import read_records
 
 from .conftest import CLINIC, OTHER_CLINIC, RouterProcess, World
 
@@ -271,3 +272,52 @@ def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - a loopback URL the test built
         body: bytes = response.read()
         return body.decode()
+
+
+async def test_a_record_kafka_refuses_to_dead_letter_does_not_stall_the_router(
+    world: World, router: RouterProcess
+) -> None:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType  # noqa: PLC0415 - this test only
+
+    from prik.kafka import admin_client  # noqa: PLC0415 - this test only
+
+    # The dead-letter topic takes small records only: the garbage's dead letter cannot fit.
+    async with admin_client(world.kafka) as admin:
+        await admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, world.topics.dlq, configs={"max.message.bytes": "4000"}
+                )
+            ]
+        )
+    before = [
+        build.video_queue_notice("minlaege-video", CLINIC, event="joined", queue_entry_id=f"a{i}")
+        for i in range(5)
+    ]
+    after = [
+        build.video_queue_notice("minlaege-video", CLINIC, event="left", queue_entry_id=f"b{i}")
+        for i in range(5)
+    ]
+    from aiokafka import AIOKafkaProducer  # noqa: PLC0415 - a sender that skips validation
+
+    raw = AIOKafkaProducer(bootstrap_servers=world.kafka.bootstrap, enable_idempotence=True)
+    await raw.start()
+    try:
+        ingress = world.topics.ingress("minlaege-video")
+        for message in before:
+            await raw.send_and_wait(ingress, to_bytes(message), key=CLINIC.encode())
+        await raw.send_and_wait(ingress, b"x" * 20_000, key=CLINIC.encode())
+        for message in after:
+            await raw.send_and_wait(ingress, to_bytes(message), key=CLINIC.encode())
+    finally:
+        await raw.stop()
+
+    delivered = await world.wait_for(world.topics.deliver("lps-xmo"), 10, timeout=90)
+    assert sorted(m.id for m in delivered if m) == sorted(m.id for m in before + after)
+    dead = [record async for record in read_records(world.kafka, world.topics.dlq)]
+    [record] = dead
+    headers = dict(record.headers)
+    assert record.value is None
+    assert headers[h.ERROR_STAGE] == b"route"
+    assert b"MessageSizeTooLarge" in headers[h.ERROR_REASON]
+    assert router.terminate() == 0

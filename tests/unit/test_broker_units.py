@@ -82,3 +82,40 @@ async def test_clients_are_built_with_safe_defaults() -> None:
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def test_task_table_never_goes_back_to_an_older_state() -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415 - this test only
+    from uuid import uuid4  # noqa: PLC0415 - this test only
+
+    from broker import TaskRecord, TaskTable  # noqa: PLC0415 - this test only
+
+    earlier = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
+    accepted = TaskRecord(
+        task_id=uuid4(),
+        requester="kommune-0101",
+        lps="lps-xmo",
+        recipient="123456789012",
+        status="accepted",
+        request_id="r-1",
+        updated_at=earlier,
+    )
+    completed = accepted.moved("completed", earlier.replace(minute=5))
+    table = TaskTable()
+    key = str(accepted.task_id)
+    table.put(key, completed)  # the router's own write, right after its commit
+    table.apply(key.encode(), accepted.to_bytes())  # the reader catching up on an older record
+    assert table.get(key) == completed
+    table.apply(key.encode(), completed.moved("completed", earlier.replace(minute=9)).to_bytes())
+    row = table.get(key)
+    assert row is not None
+    assert row.updated_at.minute == 9
+
+
+def test_dedup_window_keeps_partitions_that_stay_owned() -> None:
+    window = DedupWindow(clock=Clock())
+    window.add("t", 0, "s", "a")
+    window.add("t", 1, "s", "b")
+    window.keep_only({("t", 0)})
+    assert window.seen("t", 0, "s", "a")
+    assert not window.seen("t", 1, "s", "b")
