@@ -89,6 +89,7 @@ def test_task_table_never_goes_back_to_an_older_state() -> None:
     from uuid import uuid4  # noqa: PLC0415 - this test only
 
     from broker import TaskRecord, TaskTable  # noqa: PLC0415 - this test only
+    from contracts import TaskStatus  # noqa: PLC0415 - this test only
 
     earlier = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
     accepted = TaskRecord(
@@ -100,13 +101,13 @@ def test_task_table_never_goes_back_to_an_older_state() -> None:
         request_id="r-1",
         updated_at=earlier,
     )
-    completed = accepted.moved("completed", earlier.replace(minute=5))
+    completed = accepted.moved(TaskStatus.COMPLETED, earlier.replace(minute=5))
     table = TaskTable()
     key = str(accepted.task_id)
     table.put(key, completed)  # the router's own write, right after its commit
     table.apply(key.encode(), accepted.to_bytes())  # the reader catching up on an older record
     assert table.get(key) == completed
-    table.apply(key.encode(), completed.moved("completed", earlier.replace(minute=9)).to_bytes())
+    table.apply(key.encode(), completed.moved(TaskStatus.COMPLETED, earlier.replace(minute=9)).to_bytes())
     row = table.get(key)
     assert row is not None
     assert row.updated_at.minute == 9
