@@ -97,7 +97,7 @@ def test_task_table_never_goes_back_to_an_older_state() -> None:
         requester="kommune-0101",
         lps="lps-xmo",
         recipient="123456789012",
-        status="accepted",
+        status=TaskStatus.ACCEPTED,
         request_id="r-1",
         updated_at=earlier,
     )
