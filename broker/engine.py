@@ -151,6 +151,7 @@ class TransactionalEngine:
                     if generation != self.generation:
                         # Fetched across a rebalance: read again from what is committed.
                         await self._rewind(batches)
+                        _log.info("router.batch_refetched", records=sum(len(r) for r in batches.values()))
                         continue
                     if failures < _ISOLATE_AFTER:
                         await self._process(batches)
@@ -173,6 +174,8 @@ class TransactionalEngine:
         # A rebalance between fetch and lock may have taken partitions away:
         # their records are the new owner's now.
         owned = self._consumer.assignment()
+        if any(tp not in owned for tp in batches):
+            _log.info("router.records_left_to_new_owner", partitions=sum(tp not in owned for tp in batches))
         batches = {tp: records for tp, records in batches.items() if tp in owned and records}
         if not batches:
             return

@@ -27,7 +27,11 @@ class CompactedReader:
         self._kafka = kafka
         self._topic = topic
         self._table = table
-        self._consumer = make_consumer(kafka, group_id=None, auto_offset_reset="earliest")
+        # A short long-poll: catch_up waits for the next fetch, and the router
+        # waits on catch_up when a task status names a task it has not read yet.
+        self._consumer = make_consumer(
+            kafka, group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=50
+        )
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self._partitions: list[TopicPartition] = []

@@ -1,5 +1,5 @@
 """Importing this module registers every sub-command on the root app."""
 
-from . import broker, consumer, directory, dlq, kafka, send, topics, validate
+from . import bench, broker, consumer, demo, directory, dlq, kafka, send, topics, validate
 
-__all__ = ["broker", "consumer", "directory", "dlq", "kafka", "send", "topics", "validate"]
+__all__ = ["bench", "broker", "consumer", "demo", "directory", "dlq", "kafka", "send", "topics", "validate"]

@@ -1,0 +1,285 @@
+"""The demo, end to end in one process: Kafka, topics, directory, router, consumers, senders.
+
+Every part is the production code, run in-process: `RouterService`, one
+`ClinicConsumer` per LPS vendor delivering by signed webhook to a reference LPS,
+the sender SDK. Each run has its own topic prefix, so a rerun on the same
+broker never sees an earlier run's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+from rich.console import Console
+
+from broker import RouterService
+from contracts import Tenants
+from deploy.directory import load_directory
+from deploy.topics import apply_topics
+from prik.logs import configure_logging, get_logger
+from prik.settings import KafkaSettings, Settings
+
+from .cast import LPS_VENDORS, MUNICIPALITIES, VIDEO_PLATFORM, demo_cast
+from .clinics import ClinicSide
+from .local import acquire_kafka
+from .replies import watch_replies
+from .tally import Tally
+from .traffic import Traffic
+from .view import Status, final_report, live_view
+
+__all__ = ["DemoOptions", "DemoResult", "logs_to", "new_run_dir", "run_demo"]
+
+_log = get_logger("prik.demo")
+_POLL = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    seconds: float = 30.0
+    rate: float = 60.0
+    clinics: int = 200
+    # Bounded: a message that never gets its receipt must fail the run, not hang it.
+    drain_timeout: float = 60.0
+    # Short enough that the outage dead-letters a few messages during the run.
+    max_retry_time: float = 4.0
+    run_root: Path = Path(".prik/demo")
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class DemoResult:
+    run_dir: Path
+    sent: int = 0
+    problems: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class _Interrupted(Exception):  # noqa: N818  control flow: SIGINT/SIGTERM during set-up
+    pass
+
+
+def new_run_dir(root: Path) -> Path:
+    """A fresh folder for one run, named like its topic prefix (`demo-<unix time>-<random>`)."""
+    run_dir = root / f"demo-{int(time.time())}-{secrets.token_hex(2)}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+@contextlib.contextmanager
+def logs_to(path: Path) -> Iterator[None]:
+    """Route structlog and the stdlib (aiokafka, asyncio) to a file, so the live view stays readable.
+
+    Wrap the whole `asyncio.run`: clients' leftover futures report their errors
+    when the loop closes, and those reports belong in the file too.
+    """
+    previous = structlog.get_config()
+    handle = path.open("a", encoding="utf-8")
+    configure_logging("info", json=True)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=handle))
+    handler = logging.StreamHandler(handle)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        structlog.configure(**previous)
+        handle.close()
+
+
+@contextlib.contextmanager
+def _signals(stop: asyncio.Event) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _until(condition: Callable[[], bool], stop: asyncio.Event, timeout: float) -> bool:  # noqa: ASYNC109  a deadline for polling
+    """Poll `condition` until true (True), or until `stop` or `timeout` (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if stop.is_set() or time.monotonic() >= deadline:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _POLL)
+    return True
+
+
+async def _step(stop: asyncio.Event, work: Awaitable[object]) -> None:
+    await work
+    if stop.is_set():
+        raise _Interrupted
+
+
+async def _outage(clinics: ClinicSide, status: Status, stop: asyncio.Event) -> None:
+    start, end = status.outage
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), start)
+        return
+    clinics.fail(status.failing_lps, status.failing_clinic, end - start)
+
+
+class _Demo:
+    def __init__(
+        self, settings: Settings, options: DemoOptions, console: Console, result: DemoResult
+    ) -> None:
+        self.options = options
+        self.console = console
+        self.result = result
+        self.stop = asyncio.Event()
+        self.prefix = result.run_dir.name
+        self.settings = settings
+        self.cast = demo_cast(options.clinics)
+        failing = self.cast.clinics_of(LPS_VENDORS[0])[0]
+        self.tally = Tally(failing.sor)
+        self.status = Status(self.prefix, options.seconds, options.rate)
+        self.status.failing_clinic, self.status.failing_lps = failing.sor, failing.lps
+        # The outage covers the middle third of the sending time.
+        self.status.outage = (options.seconds / 3, 2 * options.seconds / 3)
+        self.tenants: Tenants = self.cast.tenants
+
+    async def run(self, stack: contextlib.AsyncExitStack) -> None:
+        kafka = await acquire_kafka(self.settings.kafka.bootstrap, self.result.run_dir / "kafka")
+        stack.push_async_callback(kafka.release)
+        self.status.kafka = kafka.description
+        if self.stop.is_set():
+            raise _Interrupted
+        settings = self.settings.model_copy(
+            update={"kafka": KafkaSettings(bootstrap=kafka.bootstrap), "topic_prefix": self.prefix}
+        )
+        kafka_settings, topics = settings.kafka, settings.topics
+        _log.info("demo starting", prefix=self.prefix, kafka=kafka.description)
+        await _step(self.stop, apply_topics(kafka_settings, topics, self.tenants))
+        await _step(self.stop, load_directory(kafka_settings, topics, self.cast.clinics))
+
+        clinics = ClinicSide(
+            kafka_settings,
+            topics,
+            LPS_VENDORS,
+            self.tally,
+            max_retry_time=self.options.max_retry_time,
+            seed=self.options.seed,
+        )
+        stack.push_async_callback(clinics.stop)
+        await _step(self.stop, clinics.start())
+
+        router = RouterService(settings, lambda: self.tenants, instance_id="demo")
+        stack.push_async_callback(router.stop)
+        await _step(self.stop, router.start())
+        router_task = asyncio.create_task(router.run(handle_signals=False), name="prik-demo-router")
+        stack.push_async_callback(self._stop_router, router, router_task)
+
+        watchers = [
+            asyncio.create_task(watch_replies(kafka_settings, topics, tenant, self.tally))
+            for tenant in (VIDEO_PLATFORM, *(m.tenant for m in MUNICIPALITIES), *LPS_VENDORS)
+        ]
+        stack.push_async_callback(_cancel, watchers)
+
+        traffic = Traffic(
+            kafka_settings,
+            topics,
+            self.cast,
+            self.tally,
+            rate=self.options.rate,
+            failing_clinic=self.status.failing_clinic,
+            seed=self.options.seed,
+        )
+        stack.push_async_callback(traffic.stop)
+        await _step(self.stop, traffic.start())
+
+        async with live_view(self.console, self.status, self.tally, clinics):
+            await self._send_and_drain(traffic, clinics, [router_task, *watchers])
+        if traffic.errors:
+            self.status.notes.append(f"{traffic.errors} publish(es) failed and were not counted as sent")
+        if clinics.answer_errors:
+            self.status.notes.append(f"{clinics.answer_errors} task answer(s) could not be published")
+        final_report(self.console, self.status, self.tally, clinics)
+
+    async def _send_and_drain(
+        self, traffic: Traffic, clinics: ClinicSide, essential: list[asyncio.Task[None]]
+    ) -> None:
+        def broken() -> str | None:
+            for task in essential:
+                if task.done():
+                    error = None if task.cancelled() else task.exception()
+                    return f"{task.get_name()} stopped early: {error or 'cancelled'}"
+            return None
+
+        status = self.status
+        status.phase, status.sending_since = "sending", time.monotonic()
+        outage = asyncio.create_task(_outage(clinics, status, self.stop))
+        # Senders stop early if the router or a reader dies: nothing they sent could be accounted.
+        watchdog = asyncio.create_task(_until(lambda: broken() is not None, self.stop, float("inf")))
+        watchdog.add_done_callback(lambda _t: self.stop.set() if broken() else None)
+        try:
+            await traffic.run(self.options.seconds, self.stop)
+            status.phase, status.drain_since = "draining: waiting for every receipt", time.monotonic()
+            await traffic.stop()
+            settled = await _until(
+                lambda: self.tally.settled() and not clinics.busy, self.stop, self.options.drain_timeout
+            )
+        finally:
+            await _cancel([outage, watchdog])
+        self.result.sent = self.tally.sent_total
+        failure = broken()
+        if failure is not None:
+            self.result.problems.append(failure)
+        elif self.stop.is_set():
+            self.result.interrupted = True
+            status.phase = "interrupted"
+            return
+        status.phase = "done" if settled else f"drain timed out after {self.options.drain_timeout:g} s"
+        self.result.problems += self.tally.problems()
+        for message in self.tally.unreceipted():
+            _log.warning("demo message without a receipt", **message)
+
+    async def _stop_router(self, router: RouterService, task: asyncio.Task[None]) -> None:
+        router.request_stop()
+        try:
+            await asyncio.wait_for(task, 30.0)
+        except Exception:  # noqa: BLE001  a failed router was reported already; shutdown goes on
+            _log.exception("router stopped with an error")
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_demo(
+    settings: Settings, options: DemoOptions, console: Console, run_dir: Path | None = None
+) -> DemoResult:
+    """Run the whole demo; SIGINT/SIGTERM stop it cleanly, stopping everything it started.
+
+    The run's topic prefix is the name of `run_dir` (a fresh one under
+    `options.run_root` when not given); route the logs with `logs_to` first.
+    """
+    result = DemoResult(run_dir=run_dir or new_run_dir(options.run_root))
+    demo = _Demo(settings, options, console, result)
+    with _signals(demo.stop):
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                await demo.run(stack)
+                if not result.interrupted:
+                    console.print("stopping: senders, consumers, router, reference LPS servers ...")
+        except _Interrupted:
+            result.interrupted = True
+    return result
