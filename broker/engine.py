@@ -112,6 +112,8 @@ class TransactionalEngine:
             partition_assignment_strategy=(RangePartitionAssignor,),
             # A new tenant's ingress topic is found within seconds, no restart.
             metadata_max_age_ms=5_000,
+            # A tap on the shoulder is worth little late: fetch as soon as data is there.
+            fetch_max_wait_ms=50,
             max_poll_interval_ms=300_000,
         )
         with kafka_errors("starting the router's consumer"):

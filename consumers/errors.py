@@ -7,22 +7,47 @@ ends the message in the dead-letter topic at once, a `RetriableDeliveryError`
 
 from __future__ import annotations
 
-from contracts import DeliveryError, PrikError
-from contracts.errors import cap_reason
+from contracts import DeliveryError, PrikError, contains_cpr
+from contracts.errors import MAX_REASON_CHARS, cap_reason
 
-__all__ = ["DeliveryRefused", "EndpointGone", "RetriableDeliveryError", "TaskAnswerRefused"]
+__all__ = [
+    "WITHHELD_REASON",
+    "DeliveryRefused",
+    "EndpointGone",
+    "RetriableDeliveryError",
+    "TaskAnswerRefused",
+    "safe_reason",
+]
+
+# What stands in for a receiver's reason that looked like it carried a CPR number.
+WITHHELD_REASON = "reason withheld: it looked like patient data"
+
+
+def safe_reason(reason: object, limit: int = MAX_REASON_CHARS) -> str:
+    """A receiver's reason as it may travel in dead-letter headers, receipts and logs.
+
+    Vendor code writes these, so they are checked rather than trusted: anything shaped
+    like a CPR number replaces the whole text with a neutral one (a partial redaction
+    could leave the rest of a patient's details), and the length is capped.
+    """
+    text = reason if isinstance(reason, str) else type(reason).__name__
+    text = " ".join(text.split())  # one line: no header or log injection through newlines
+    if contains_cpr(text):
+        return WITHHELD_REASON
+    return cap_reason(text, limit) or "no reason given"
 
 
 class DeliveryRefused(DeliveryError):  # noqa: N818  reads as the outcome it names; public API
     """The receiver refused the message for good: trying again cannot help.
 
-    `reason` reaches dead-letter headers and receipts, so it must never carry patient data.
+    `reason` reaches dead-letter headers and receipts, so it must never carry patient data:
+    one that looks like it does is replaced by a neutral text (`safe_reason`).
     """
 
     retriable = False
 
     def __init__(self, reason: str) -> None:
-        self.reason = cap_reason(reason)
+        self.reason = safe_reason(reason)
         super().__init__(self.reason)
 
 
@@ -36,7 +61,7 @@ class RetriableDeliveryError(DeliveryError):
     retriable = True
 
     def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
-        self.reason = cap_reason(reason)
+        self.reason = safe_reason(reason)
         self.retry_after = retry_after
         super().__init__(self.reason)
 

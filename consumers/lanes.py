@@ -3,6 +3,15 @@
 Each clinic's messages of a partition form one lane: a FIFO worked by one task,
 so a clinic's order holds through retries while every other clinic proceeds.
 Lanes come and go with their work, so idle clinics cost nothing.
+
+A lane holds at most `lane_limit` records. A clinic whose lane is full (its
+endpoint keeps failing) is *deferred*: its further records are not kept in
+memory but left in Kafka, uncommitted, while the partition keeps flowing for
+every other clinic. Once the lane has drained to half, the partition is sought
+back to the clinic's first deferred record and read again; records of that
+stretch that were already taken (every other clinic's) are skipped, so nothing
+is delivered twice. What was taken is known without a list of offsets: every
+record below `seen` was taken, except a behind clinic's from its `next_from` on.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 
 from aiokafka.structs import TopicPartition
 
@@ -20,7 +30,15 @@ from .offsets import OffsetTracker
 from .pipeline import Phase, Record
 from .stats import HealthReport
 
-__all__ = ["Lane", "PartitionWork", "assess_health", "clinic_of"]
+__all__ = ["Admit", "Behind", "Lane", "PartitionWork", "assess_health", "clinic_of"]
+
+
+class Admit(Enum):
+    """What to do with a fetched record."""
+
+    TAKE = "take"  # into its clinic's lane
+    SKIP = "skip"  # read again after a seek, and taken before
+    DEFER = "defer"  # its clinic is behind: leave it in Kafka, read it again later
 
 
 @dataclass(slots=True)
@@ -34,6 +52,20 @@ class Lane:
 
 
 @dataclass(slots=True)
+class Behind:
+    """A clinic with records of this partition not taken yet, from `next_from` on.
+
+    `deferring`: its records are being left in Kafka (its lane was full);
+    otherwise they are being read again after a seek and taken in order.
+    `released`: its lane has drained; the fetch loop re-reads it at its next turn.
+    """
+
+    next_from: int
+    deferring: bool = True
+    released: bool = False
+
+
+@dataclass(slots=True)
 class PartitionWork:
     """What this consumer holds of one assigned partition."""
 
@@ -42,16 +74,87 @@ class PartitionWork:
     lanes: dict[str, Lane] = field(default_factory=dict)
     paused: bool = False
     committed: int | None = None
+    # One past the highest offset fetched so far, and one past the last one handed to `admit`.
+    seen: int | None = None
+    position: int | None = None
+    behind: dict[str, Behind] = field(default_factory=dict)
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return [lane.task for lane in self.lanes.values() if lane.task is not None]
 
+    def admit(self, offset: int, clinic: str, lane_limit: int) -> Admit:
+        """Whether to take, skip or defer the record at `offset` for `clinic` (fetched in order)."""
+        reread = self.seen is not None and offset < self.seen
+        self.position = offset + 1
+        if not reread:
+            self.seen = offset + 1
+        state = self.behind.get(clinic)
+        if state is None:
+            if reread:
+                return Admit.SKIP
+            lane = self.lanes.get(clinic)
+            if lane is not None and len(lane.queue) >= lane_limit:
+                self.behind[clinic] = Behind(offset)
+                return Admit.DEFER
+            return Admit.TAKE
+        if offset < state.next_from:
+            return Admit.SKIP
+        if state.deferring:
+            return Admit.DEFER  # nothing of this clinic may pass its first deferred record
+        lane = self.lanes.get(clinic)
+        state.next_from = offset if lane is not None and len(lane.queue) >= lane_limit else offset + 1
+        state.deferring = state.next_from == offset
+        return Admit.DEFER if state.deferring else Admit.TAKE
+
+    def release(self, clinic: str, left: int, lane_limit: int) -> None:
+        """`clinic`'s lane shrank to `left`: once at half its limit, its deferred records may come back."""
+        state = self.behind.get(clinic)
+        if state is not None and state.deferring and left <= lane_limit // 2:
+            state.released = True
+
+    def reposition(self) -> int | None:
+        """The offset to seek the partition to now, if any (the fetch loop calls this between fetches).
+
+        Released clinics are read again from their first deferred record. While no clinic
+        is being read again, a stretch that holds nothing new is jumped over.
+        """
+        target: int | None = None
+        for state in self.behind.values():
+            if state.released:
+                state.deferring = state.released = False
+                if self.position is not None and state.next_from < self.position:
+                    target = state.next_from if target is None else min(target, state.next_from)
+        if target is None and self.position is not None and self.seen is not None:
+            rereading = any(not state.deferring for state in self.behind.values())
+            if self.position < self.seen and not rereading:
+                target = self.seen  # only deferred clinics' records, deferred again, lie in between
+        if target is not None:
+            self.position = target
+        if self.position is not None and self.seen is not None and self.position >= self.seen:
+            # Read everything again that was seen: the clinics caught up are no longer behind.
+            for clinic in [c for c, state in self.behind.items() if not state.deferring]:
+                del self.behind[clinic]
+        return target
+
     def to_commit(self) -> int | None:
-        """The offset to commit now, or None when nothing new is final."""
+        """The offset to commit now, or None when nothing new is final.
+
+        Never past a record not taken yet: a deferred clinic's first deferred record,
+        or the read-again position of a clinic being caught up.
+        """
         offset = self.tracker.committable()
+        for state in self.behind.values():
+            floor = state.next_from
+            if not state.deferring and self.position is not None:
+                floor = max(floor, self.position)
+            offset = floor if offset is None else min(offset, floor)
         if offset is None or (self.committed is not None and offset <= self.committed):
             return None
         return offset
+
+    @property
+    def deferred_clinics(self) -> int:
+        return sum(1 for state in self.behind.values() if state.deferring)
 
 
 def clinic_of(key: bytes | None, recipient: str | None) -> str:

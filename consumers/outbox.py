@@ -4,7 +4,8 @@ Sends retry until they succeed, the runtime stops, or a caller's time runs out:
 a receipt or dead letter that cannot be written keeps its message unfinished
 (never committed), which is what at-least-once needs. A producer that reports a
 fatal error is replaced (aiokafka #1017: an idempotent producer stays wedged
-on OutOfOrderSequenceNumber until it is restarted).
+on OutOfOrderSequenceNumber until it is restarted). Closing is bounded: aiokafka's
+`flush` and `stop` wait for ever while Kafka is unreachable.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prik.logs import get_logger
 from prik.settings import KafkaSettings
 
 from .backoff import Backoff
+from .closing import bounded
 
 __all__ = ["Outbox"]
 
@@ -33,8 +35,16 @@ Headers = Sequence[tuple[str, bytes]]
 class Outbox:
     """Keyed, acknowledged (acks=all, idempotent) sends that survive transient Kafka trouble."""
 
-    def __init__(self, kafka: KafkaSettings, *, client_id: str, retry: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        client_id: str,
+        retry: Backoff | None = None,
+        close_timeout: float = 5.0,
+    ) -> None:
         self._kafka = kafka
+        self._close_timeout = close_timeout
         self._client_id = client_id
         self._retry = retry or Backoff(base=0.2, cap=5.0)
         self._producer: AIOKafkaProducer | None = None
@@ -52,14 +62,16 @@ class Outbox:
         self._producer = producer
 
     async def stop(self) -> None:
-        """Flush what was handed over, then close. Safe to call twice."""
+        """Flush what was handed over, then close, each within `close_timeout`. Safe to call twice.
+
+        A send still waiting for its acknowledgement when the flush gives up raises to its
+        caller, so its record stays unfinished (uncommitted) and is handled again later.
+        """
         self._closed.set()
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
-                await producer.flush()
-            finally:
-                await producer.stop()
+            await bounded(producer.flush(), self._close_timeout, "flushing the producer")
+            await bounded(producer.stop(), self._close_timeout, "closing the producer")
 
     async def send(
         self,

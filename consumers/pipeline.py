@@ -3,11 +3,14 @@
 The steps, in order, for a message of one clinic:
 1. past its effective expiry -> `expired` receipt, never delivered;
 2. deliver; accepted -> `delivered` receipt;
-3. refused for good (410, other 4xx, `DeliveryRefused`) -> dead letter + receipt at once;
-4. otherwise wait (full-jitter backoff, at least `Retry-After`) and go to 1, until
+3. refused for good (other 4xx, `DeliveryRefused`) -> dead letter + receipt at once;
+4. 410 Gone (`EndpointGone`) -> dead letter + receipt, and the endpoint is disabled
+   (`Endpoint`): no message is handed to it again while this consumer runs;
+5. otherwise wait (full-jitter backoff, at least `Retry-After`) and go to 1, until
    `max_retry_time` has passed since the first attempt -> dead letter + receipt.
 The receipt (and dead letter) is written before the caller marks the offset done,
-so a crash in between redelivers rather than loses.
+so a crash in between redelivers rather than loses. A receiver's reason is
+checked (`safe_reason`) before it reaches a dead-letter header or a receipt.
 """
 
 from __future__ import annotations
@@ -45,15 +48,16 @@ from prik.logs import get_logger
 
 from .backoff import Backoff
 from .deliverers import Deliverer, Delivery
-from .errors import DeliveryRefused, RetriableDeliveryError
+from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError, safe_reason
 from .outbox import Outbox
 from .receipts import build_receipt
 from .stats import ConsumerStats, OutcomeEvent
 
-__all__ = ["Phase", "Pipeline", "Record"]
+__all__ = ["GONE_REASON", "Endpoint", "Phase", "Pipeline", "Record"]
 
 _log = get_logger("prik.consumers")
 _ERROR_HEADERS = frozenset({ERROR_STAGE, ERROR_REASON, ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET})
+GONE_REASON = "endpoint gone (410)"
 
 
 @dataclass(slots=True)
@@ -89,6 +93,35 @@ class Phase:
         self.due = None if budget is None else time.monotonic() + budget
 
 
+class Endpoint:
+    """Whether the LPS endpoint still takes messages. A 410 Gone disables it for good.
+
+    Standard Webhooks: 410 means the endpoint is gone, so it is not called again.
+    What follows a 410 is dead-lettered, with a `dead-lettered` receipt (reason
+    "endpoint gone (410)"), rather than left unconsumed for an operator. Both lose
+    nothing: the dead-letter topic keeps every original record for `prik dlq replay`
+    once the LPS has a working endpoint (and a restarted consumer calls it again),
+    but only dead-lettering tells each sender now (DESIGN: "410 = endpoint gone
+    (stop, dead-letter)"), instead of notices silently expiring in the topic.
+    `GET /health` reports the consumer unhealthy with the endpoint disabled.
+    """
+
+    __slots__ = ("disabled", "since")
+
+    def __init__(self) -> None:
+        self.disabled = asyncio.Event()
+        self.since: datetime | None = None
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled.is_set()
+
+    def disable(self) -> None:
+        if not self.disabled.is_set():
+            self.since = datetime.now(UTC)
+            self.disabled.set()
+
+
 class _Abandoned(Exception):  # noqa: N818  control flow, not an error: the runtime is stopping
     pass
 
@@ -110,7 +143,9 @@ class Pipeline:
         attempt_timeout: float,
         publish_budget: float = 30.0,
         on_outcome: Callable[[OutcomeEvent], None] | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
+        self.endpoint = endpoint or Endpoint()
         self._lps = lps
         self._topics = topics
         self._deliverer = deliverer
@@ -151,9 +186,7 @@ class Pipeline:
             return
         await self._deliver_with_retries(record, message, phase)
 
-    async def _deliver_with_retries(  # noqa: PLR0912  the delivery rules read best as one loop
-        self, record: Record, message: Message, phase: Phase
-    ) -> None:
+    async def _deliver_with_retries(self, record: Record, message: Message, phase: Phase) -> None:
         log = _log.bind(message_id=message.id, tenant=message.source, clinic=record.clinic)
         attempts = 0
         first_attempt: float | None = None
@@ -169,31 +202,22 @@ class Pipeline:
                 return
             if self._stopping.is_set():
                 raise _Abandoned
+            if self.endpoint.is_disabled:
+                await self._final(
+                    record, message, phase, Outcome.DEAD_LETTERED, attempts=attempts, reason=GONE_REASON
+                )
+                return
             attempts += 1
             self._stats.attempts += 1
             if first_attempt is None:
                 first_attempt = time.monotonic()
             phase.enter("deliver", self._attempt_timeout)
-            retry_after: float | None = None
-            try:
-                # A callback that never returns must not hold its clinic for ever.
-                async with asyncio.timeout(self._attempt_timeout):
-                    await self._deliverer.deliver(Delivery(message, body, record.clinic, attempts))
-            except DeliveryRefused as exc:
-                log.warning("delivery refused, dead-lettering", reason=exc.reason, attempts=attempts)
-                await self._final(
-                    record, message, phase, Outcome.DEAD_LETTERED, attempts=attempts, reason=exc.reason
-                )
+            delivery = Delivery(message, body, record.clinic, attempts)
+            outcome, why, retry_after = await self._attempt(delivery)
+            if outcome is not None:
+                await self._final(record, message, phase, outcome, attempts=attempts, reason=why)
                 return
-            except RetriableDeliveryError as exc:
-                last_reason, retry_after = exc.reason, exc.retry_after
-            except TimeoutError:
-                last_reason = f"delivery took longer than {self._attempt_timeout:g} s"
-            except Exception as exc:  # noqa: BLE001  a custom deliverer's failure is retried, like any other
-                last_reason = f"deliverer raised {type(exc).__name__}"
-            else:
-                await self._final(record, message, phase, Outcome.DELIVERED, attempts=attempts, reason=None)
-                return
+            last_reason = why or "delivery failed"
             elapsed = time.monotonic() - first_attempt
             remaining = self._max_retry_time - elapsed
             if remaining <= 0:
@@ -217,13 +241,45 @@ class Pipeline:
             if await self._sleep(delay):
                 raise _Abandoned
 
-    async def _sleep(self, seconds: float) -> bool:
-        """Wait `seconds`; True when the runtime began stopping meanwhile."""
+    async def _attempt(self, delivery: Delivery) -> tuple[Outcome | None, str | None, float | None]:
+        """One attempt: (the final outcome, or None to retry; the reason; the receiver's Retry-After)."""
+        log = _log.bind(message_id=delivery.message.id, clinic=delivery.clinic, attempts=delivery.attempt)
         try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+            # A callback that never returns must not hold its clinic for ever.
+            async with asyncio.timeout(self._attempt_timeout):
+                await self._deliverer.deliver(delivery)
+        except EndpointGone:
+            if not self.endpoint.is_disabled:
+                log.warning("endpoint answered 410 Gone: disabled, dead-lettering what follows")
+            self.endpoint.disable()
+            self._stats.endpoint_disabled = True
+            return Outcome.DEAD_LETTERED, GONE_REASON, None
+        except DeliveryRefused as exc:
+            # `reason` is a plain attribute a vendor's subclass may have set: check it again.
+            reason = safe_reason(exc.reason)
+            log.warning("delivery refused, dead-lettering", reason=reason)
+            return Outcome.DEAD_LETTERED, reason, None
+        except RetriableDeliveryError as exc:
+            return None, safe_reason(exc.reason), exc.retry_after
         except TimeoutError:
-            return False
-        return True
+            return None, f"delivery took longer than {self._attempt_timeout:g} s", None
+        except Exception as exc:  # noqa: BLE001  a custom deliverer's failure is retried, like any other
+            return None, f"deliverer raised {type(exc).__name__}", None
+        return Outcome.DELIVERED, None, None
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait `seconds`, or less when the endpoint is disabled; True when the runtime began stopping."""
+        if not self.endpoint.is_disabled:
+            waits = {
+                asyncio.ensure_future(self._stopping.wait()),
+                asyncio.ensure_future(self.endpoint.disabled.wait()),
+            }
+            try:
+                await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+        return self._stopping.is_set()
 
     async def _final(
         self,
@@ -235,6 +291,8 @@ class Pipeline:
         attempts: int,
         reason: str | None,
     ) -> None:
+        # The same checked, capped text in the dead letter, the receipt and the hook.
+        reason = safe_reason(reason) if reason else None
         if outcome is Outcome.DEAD_LETTERED:
             await self._dead_letter(record, phase, stage=ErrorStage.DELIVER.value, reason=reason or "")
         receipt = build_receipt(
@@ -276,7 +334,7 @@ class Pipeline:
         headers = [(name, value) for name, value in record.headers if name not in _ERROR_HEADERS]
         headers += [
             (ERROR_STAGE, stage.encode()),
-            (ERROR_REASON, reason.encode()),
+            (ERROR_REASON, safe_reason(reason).encode()),
             (ORIGINAL_TOPIC, record.tp.topic.encode()),
             (ORIGINAL_PARTITION, str(record.tp.partition).encode()),
             (ORIGINAL_OFFSET, str(record.offset).encode()),

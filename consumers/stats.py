@@ -23,7 +23,11 @@ class ConsumerStats:
     retries: int = 0
     receipts: int = 0
     consumed: int = 0
+    # Records left in Kafka because their clinic's lane was full, and the seeks that read them again.
+    deferred: int = 0
+    refetches: int = 0
     paused_partitions: int = 0
+    endpoint_disabled: bool = False
     progress: datetime | None = None
     in_flight: Counter[str] = field(default_factory=Counter)
 
@@ -46,7 +50,10 @@ class ConsumerStats:
             "attempts": self.attempts,
             "retries": self.retries,
             "receipts": self.receipts,
+            "deferred": self.deferred,
+            "refetches": self.refetches,
             "paused_partitions": self.paused_partitions,
+            "endpoint": "disabled" if self.endpoint_disabled else "enabled",
             "in_flight": sum(self.in_flight.values()),
             "in_flight_per_clinic": dict(self.in_flight),
             "progress": rfc3339(self.progress) if self.progress is not None else None,
@@ -55,12 +62,15 @@ class ConsumerStats:
 
 @dataclass(frozen=True, slots=True)
 class HealthReport:
-    """Unhealthy when the consumer is stopped, its fetch loop stalled, or a clinic's work is overdue."""
+    """Unhealthy when the consumer is stopped, its fetch loop stalled, a clinic's work is overdue,
+    or the LPS endpoint is disabled (it answered 410 Gone): `endpoint` is then `"disabled"`.
+    """
 
     healthy: bool
     reason: str
     pending: int
     progress: datetime | None
+    endpoint: str = "enabled"
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,8 +85,11 @@ def run(  # noqa: PLR0917  typer reads its options from the parameters
     """Deliver the LPS's messages until SIGINT/SIGTERM, then stop gracefully.
 
     On a signal it stops fetching, lets deliveries in flight finish (briefly),
-    commits what is final and leaves its group; anything unfinished is delivered
-    again later with the same webhook-id. Example:
+    commits what is final and leaves its group, each step bounded even while
+    Kafka is down; a second signal stops at once. Anything unfinished is delivered
+    again later with the same webhook-id. If the webhook answers 410 Gone, the
+    endpoint is disabled: nothing more is POSTed, messages are dead-lettered
+    (replayable) and /health reports it until the consumer is restarted. Example:
 
         prik consumer run --lps lps-xmo --webhook http://127.0.0.1:8080/webhook --secret whsec_...
     """

@@ -53,13 +53,16 @@ class Env:
     kafka: KafkaSettings
     topics: Topics
 
-    async def produce(self, *messages: Message) -> None:
+    async def produce(self, *messages: Message, partition: int | None = None) -> None:
         producer = make_producer(self.kafka)
         await producer.start()
         try:
             for message in messages:
                 await producer.send_and_wait(
-                    self.topics.deliver(LPS), value=to_bytes(message), key=(message.recipient or "").encode()
+                    self.topics.deliver(LPS),
+                    value=to_bytes(message),
+                    key=(message.recipient or "").encode(),
+                    partition=partition,
                 )
         finally:
             await producer.stop()
@@ -235,6 +238,50 @@ async def test_failing_clinic_holds_back_no_other_and_keeps_its_order(env: Env) 
     assert lps.answers[(failing, 503)] >= 2
 
 
+async def test_a_failing_clinic_does_not_pause_its_partition_for_the_others(env: Env) -> None:
+    failing, others = CLINICS[0], CLINICS[1:5]
+    failing_messages = [notice(failing) for _ in range(40)]
+    other_messages = [notice(clinic) for _ in range(5) for clinic in others]
+    async with ReferenceLps() as lps:
+        lps.fail_clinic(failing, status=503, for_seconds=12)
+        options: dict[str, Any] = {"max_buffered_per_partition": 20, "max_buffered_per_clinic": 5}
+        async with await started(env.consumer(lps, **options)) as consumer:
+            # Everything on one partition: the failing clinic's records first, more than a lane holds.
+            await env.produce(*failing_messages, partition=0)
+            await wait_until(lambda: consumer.stats.deferred >= 1, what="the failing clinic deferred")
+            await env.produce(*other_messages, partition=0)
+            await lps.wait_for(len(other_messages), timeout=60)
+            assert lps.for_clinic(failing) == []  # the others finished while it still failed
+            assert consumer.stats.paused_partitions == 0
+            assert consumer.stats.in_flight[failing] <= 5  # the lane's bound, not 40
+            await lps.wait_for(len(failing_messages) + len(other_messages), timeout=90)
+            await wait_until(lambda: consumer.stats.receipts == len(lps.received), what="receipts")
+        assert consumer.stats.refetches >= 1
+    sent = {m.id: m.time for m in (*failing_messages, *other_messages)}
+
+    def latencies(clinics: set[str]) -> list[float]:
+        return [
+            (got.received_at - sent[got.message_id]).total_seconds()
+            for got in lps.received
+            if got.clinic in clinics
+        ]
+
+    # Before the lane bound, the failing clinic filled the partition and paused it for all:
+    # the others would have waited out its ~12 s outage too.
+    assert max(latencies(set(others))) < min(latencies({failing})) / 2
+    # Its deferred records were read again from Kafka: all there, in order, none twice.
+    assert [got.message_id for got in lps.for_clinic(failing)] == [m.id for m in failing_messages]
+    assert lps.duplicates == 0
+    for clinic in others:
+        assert [got.message_id for got in lps.for_clinic(clinic)] == [
+            m.id for m in other_messages if m.recipient == clinic
+        ]
+    # And the group's offset moved past all of them: a new consumer finds nothing to deliver.
+    async with ReferenceLps() as fresh, await started(env.consumer(fresh)) as again:
+        await asyncio.sleep(2)
+        assert again.stats.consumed == 0
+
+
 async def test_retry_after_is_honoured(env: Env) -> None:
     clinic = CLINICS[0]
     async with ReferenceLps() as lps:
@@ -248,42 +295,85 @@ async def test_retry_after_is_honoured(env: Env) -> None:
     assert accepted[0] - refused[0] >= 1.9
 
 
-async def test_gone_bad_request_and_unreadable_are_dead_lettered_at_once(env: Env) -> None:
-    gone, bad = CLINICS[0], CLINICS[1]
-    to_gone, to_bad = notice(gone), notice(bad)
+async def test_bad_request_and_unreadable_are_dead_lettered_at_once(env: Env) -> None:
+    bad = CLINICS[1]
+    to_bad = notice(bad)
     async with ReferenceLps() as lps:
-        lps.fail_clinic(gone, status=410, for_seconds=600)
         lps.fail_clinic(bad, status=400, for_seconds=600)
-        await env.produce(to_gone, to_bad)
+        await env.produce(to_bad)
         await env.produce_raw(CLINICS[2].encode(), b"not json")
         began = time.monotonic()
         async with env.consumer(lps, max_retry_time=3600):
-            receipts = {r.data.message_id: r for _, r in await env.receipts(2)}
-            dead = await env.dead_letters(3)
+            receipts = {r.data.message_id: r for _, r in await env.receipts(1)}
+            dead = await env.dead_letters(2)
         took = time.monotonic() - began
     assert took < 60  # at once, not after the hour of retries
-    assert lps.answers[(gone, 410)] == 1
     assert lps.answers[(bad, 400)] == 1
-    for message, code in ((to_gone, "410"), (to_bad, "400")):
-        rec = receipts[message.id].data
-        assert rec.outcome is Outcome.DEAD_LETTERED
-        assert rec.attempts == 1
-        assert rec.reason is not None
-        assert code in rec.reason
+    rec = receipts[to_bad.id].data
+    assert rec.outcome is Outcome.DEAD_LETTERED
+    assert rec.attempts == 1
+    assert rec.reason is not None
+    assert "400" in rec.reason
     by_key = {record.key: record for record in dead}
-    for message, code in ((to_gone, "410"), (to_bad, "400")):
-        record = by_key[message.recipient.encode()]  # type: ignore[union-attr]  # notices name a clinic
-        headers = dict(record.headers)
-        assert record.value == to_bytes(message)
-        assert headers[ERROR_STAGE] == b"deliver"
-        assert code.encode() in headers[ERROR_REASON]
-        assert CPR.encode() not in headers[ERROR_REASON]
-        assert headers[ORIGINAL_TOPIC] == env.topics.deliver(LPS).encode()
-        assert int(headers[ORIGINAL_PARTITION]) in range(6)
-        assert int(headers[ORIGINAL_OFFSET]) >= 0
+    record = by_key[bad.encode()]
+    headers = dict(record.headers)
+    assert record.value == to_bytes(to_bad)
+    assert headers[ERROR_STAGE] == b"deliver"
+    assert b"400" in headers[ERROR_REASON]
+    assert CPR.encode() not in headers[ERROR_REASON]
+    assert headers[ORIGINAL_TOPIC] == env.topics.deliver(LPS).encode()
+    assert int(headers[ORIGINAL_PARTITION]) in range(6)
+    assert int(headers[ORIGINAL_OFFSET]) >= 0
     unreadable = dict(by_key[CLINICS[2].encode()].headers)
     assert unreadable[ERROR_STAGE] == b"parse"
     assert by_key[CLINICS[2].encode()].value == b"not json"
+
+
+async def test_410_disables_the_endpoint_and_dead_letters_what_follows(env: Env) -> None:
+    gone, waiting, later = CLINICS[0], CLINICS[1], CLINICS[2:6]
+    to_waiting, to_gone = notice(waiting), notice(gone)
+    after = [notice(clinic) for clinic in later for _ in range(2)]
+    async with (
+        ReferenceLps() as lps,
+        await started(env.consumer(lps, http_port=0, max_retry_time=3600)) as consumer,
+        aiohttp.ClientSession() as http,
+    ):
+        health_url = f"http://127.0.0.1:{consumer.http_port}/health"
+        # One clinic's message waits out a long Retry-After when the endpoint goes away.
+        lps.fail_clinic(waiting, status=503, for_seconds=600, retry_after=120)
+        await env.produce(to_waiting)
+        await wait_until(lambda: lps.answers[(waiting, 503)] == 1, what="the first 503")
+        lps.fail_clinic(gone, status=410, for_seconds=600)
+        began = time.monotonic()
+        await env.produce(to_gone)
+        await wait_until(lambda: consumer.endpoint_disabled, what="the endpoint disabled")
+        async with http.get(health_url) as response:
+            assert response.status == 503
+            health = await response.json()
+        await env.produce(*after)  # clinics whose endpoint would have answered 200
+        receipts = {r.data.message_id: r.data for _, r in await env.receipts(2 + len(after))}
+        dead = await env.dead_letters(2 + len(after))
+        took = time.monotonic() - began
+    assert health["healthy"] is False
+    assert health["endpoint"] == "disabled"
+    assert "410" in health["reason"]
+    # Not one POST after the 410: the waiting message was not retried, the later ones never sent.
+    assert sum(lps.answers.values()) == 2
+    assert lps.received == []
+    assert took < 60  # the waiting message did not sit out its 120 s Retry-After
+    assert set(receipts) == {m.id for m in (to_waiting, to_gone, *after)}
+    for message in (to_waiting, to_gone, *after):
+        rec = receipts[message.id]
+        assert rec.outcome is Outcome.DEAD_LETTERED
+        assert rec.reason == "endpoint gone (410)"
+    assert receipts[to_gone.id].attempts == 1
+    assert receipts[to_waiting.id].attempts == 1
+    assert all(receipts[m.id].attempts == 0 for m in after)
+    # Nothing is lost: every original record is in the dead-letter topic for a replay.
+    assert sorted(record.value for record in dead) == sorted(
+        to_bytes(m) for m in (to_waiting, to_gone, *after)
+    )
+    assert {dict(record.headers)[ERROR_REASON] for record in dead} == {b"endpoint gone (410)"}
 
 
 async def test_gives_up_after_max_retry_time(env: Env) -> None:
@@ -310,7 +400,9 @@ async def test_backpressure_pauses_and_resumes_without_losing_order(env: Env) ->
     async with ReferenceLps() as lps:
         lps.fail_clinic(clinic, status=503, for_seconds=3)
         await env.produce(*messages)
-        async with env.consumer(lps, max_buffered_per_partition=3) as consumer:
+        # A lane as large as the partition's bound: the partition pauses, and resumes in order.
+        options: dict[str, Any] = {"max_buffered_per_partition": 3, "max_buffered_per_clinic": 3}
+        async with env.consumer(lps, **options) as consumer:
             deadline = time.monotonic() + 60
             while len(lps.received) < len(messages) and time.monotonic() < deadline:
                 paused_seen = paused_seen or consumer.stats.paused_partitions > 0
@@ -332,14 +424,14 @@ async def test_task_status_endpoint_and_api_publish_task_statuses(env: Env) -> N
         await lps.wait_for(1)
         base = f"http://127.0.0.1:{consumer.http_port}"
         url = f"{base}/tasks/{task_id}/status"
-        body = b'{"status": "received"}'
+        body = f'{{"task_id": "{task_id}", "status": "received"}}'.encode()
         forged = sign_headers(make_webhook(generate_secret()), "req-0", body)
         async with http.post(url, data=body, headers=forged) as response:
             assert response.status == 401
         signed = sign_headers(make_webhook(lps.secret), "req-1", body)
         async with http.post(url, data=body, headers=signed) as response:
             assert response.status == 202
-        bad = b'{"status": "done-ish"}'
+        bad = f'{{"task_id": "{task_id}", "status": "done-ish"}}'.encode()
         async with http.post(
             url, data=bad, headers=sign_headers(make_webhook(lps.secret), "r", bad)
         ) as response:

@@ -26,7 +26,7 @@ VIDEO = "minlaege-video"
 KOMMUNE = "kommune-0101"
 CPR = "0101701234"
 FAILING = "323456789012"
-GONE = "423456789012"
+REFUSING = "423456789012"
 UNKNOWN = "999999999999"
 LPS_SOURCE = f"urn:prik:{LPS}"
 ROUTER_SOURCE = "urn:prik:router"
@@ -34,9 +34,11 @@ ROUTER_SOURCE = "urn:prik:router"
 
 @pytest.fixture
 async def more_clinics(world: World) -> None:
-    """Two more clinics of the same LPS: one whose endpoint fails for a while, one that is gone."""
+    """Two more clinics of the same LPS: one whose endpoint fails for a while, one refusing everything."""
     await load_directory(
-        world.kafka, world.topics, [DirectoryEntry(sor=FAILING, lps=LPS), DirectoryEntry(sor=GONE, lps=LPS)]
+        world.kafka,
+        world.topics,
+        [DirectoryEntry(sor=FAILING, lps=LPS), DirectoryEntry(sor=REFUSING, lps=LPS)],
     )
 
 
@@ -85,13 +87,14 @@ async def test_every_outcome_receipt_reaches_the_sender(
     consumer: ClinicConsumer,
 ) -> None:
     lps.fail_clinic(FAILING, 503, for_seconds=120)
-    lps.fail_clinic(GONE, 410, for_seconds=120)
+    # A 400, not a 410: a 410 would disable the LPS's whole endpoint, not one clinic.
+    lps.fail_clinic(REFUSING, 400, for_seconds=120)
     delivered = notice(CLINIC)
     stale = notice(CLINIC, expires_in=timedelta(seconds=-1))  # expired before the router sees it
     short_lived = notice(FAILING, expires_in=timedelta(seconds=2))  # expires while the clinic fails
     unknown = notice(UNKNOWN)  # refused by the router: not in the directory
-    gone = notice(GONE)  # 410 from the LPS: dead-lettered at once
-    sent = [delivered, stale, short_lived, unknown, gone]
+    refused = notice(REFUSING)  # 400 from the LPS: dead-lettered at once
+    sent = [delivered, stale, short_lived, unknown, refused]
     async with Publisher(world.kafka, VIDEO, world.topics) as publisher:
         await publisher.publish_many(sent)
 
@@ -102,11 +105,11 @@ async def test_every_outcome_receipt_reaches_the_sender(
         stale.id: (Outcome.EXPIRED, ROUTER_SOURCE),
         short_lived.id: (Outcome.EXPIRED, LPS_SOURCE),
         unknown.id: (Outcome.REJECTED, ROUTER_SOURCE),
-        gone.id: (Outcome.DEAD_LETTERED, LPS_SOURCE),
+        refused.id: (Outcome.DEAD_LETTERED, LPS_SOURCE),
     }
     assert {i: (r.data.outcome, r.source) for i, r in receipts.items()} == expected
     assert all(r.data.message_source == f"urn:prik:{VIDEO}" for r in receipts.values())
-    assert receipts[gone.id].data.reason is not None
+    assert receipts[refused.id].data.reason is not None
     # Only the deliverable one reached the clinic; nothing expired was ever shown.
     assert lps.ids() == {delivered.id}
 
@@ -131,12 +134,13 @@ async def test_task_round_trip_through_the_http_endpoint(
     webhook = make_webhook(lps.secret)
     answer_ids = []
     async with aiohttp.ClientSession() as http:
-        body = b'{"status": "received"}'
+        # The path is not signed, so the signed body names the task too.
+        body = f'{{"task_id": "{task_id}", "status": "received"}}'.encode()
         unsigned = {"content-type": "application/json"}
         async with http.post(url, data=body, headers=unsigned) as response:
             assert response.status == 401
         for n, status in enumerate(("received", "accepted", "in-progress", "completed")):
-            body = f'{{"status": "{status}"}}'.encode()
+            body = f'{{"task_id": "{task_id}", "status": "{status}"}}'.encode()
             headers = sign_headers(webhook, f"answer-{n}", body)
             async with http.post(url, data=body, headers=headers) as response:
                 assert response.status == 202, await response.text()

@@ -28,8 +28,8 @@ from consumers import (
     make_webhook,
     sign_headers,
 )
-from consumers.http_api import RuntimeHttp
-from contracts import Message, TaskStatus, to_bytes
+from consumers.http_api import ReplayGuard, RuntimeHttp
+from contracts import Message, TaskStatus, codec, to_bytes
 from producers import video_queue_notice
 
 CLINIC = "123456789012"
@@ -171,31 +171,98 @@ async def test_task_endpoint_authenticates_with_the_webhook_secret() -> None:
     try:
         async with aiohttp.ClientSession() as http:
 
-            async def post(body: bytes, key: str = secret, task: str = task_id) -> tuple[int, Any]:
-                headers = sign_headers(make_webhook(key), "req-1", body)
+            async def post(
+                body: bytes, key: str = secret, task: str = task_id, webhook_id: str | None = None
+            ) -> tuple[int, Any]:
+                headers = sign_headers(make_webhook(key), webhook_id or str(uuid.uuid4()), body)
                 async with http.post(f"{base}/tasks/{task}/status", data=body, headers=headers) as r:
                     return r.status, await r.json()
 
-            status, body = await post(b'{"status": "accepted", "reason": "we will"}')
+            def answer(status: object, **more: object) -> bytes:
+                return codec.dumps({"task_id": task_id, "status": status, **more})
+
+            status, body = await post(answer("accepted", reason="we will"))
             assert status == 202
             assert body["task_id"] == task_id
             assert body["status"] == "accepted"
             assert body["id"]
-            assert (await post(b'{"status": "accepted"}', key=generate_secret()))[0] == 401
-            async with http.post(f"{base}/tasks/{task_id}/status", data=b'{"status": "accepted"}') as r:
+            assert (await post(answer("accepted"), key=generate_secret()))[0] == 401
+            async with http.post(f"{base}/tasks/{task_id}/status", data=answer("accepted")) as r:
                 assert r.status == 401
-            bad = await post(b'{"status": "bogus"}')
+            bad = await post(answer("bogus"))
             assert bad[0] == 400
             assert "status" in bad[1]["error"]
             assert (await post(b"[1]"))[0] == 400
             assert (await post(b"not json"))[0] == 400
-            assert (await post(b'{"status": 3}'))[0] == 400
+            assert (await post(answer(3)))[0] == 400
             async with http.get(f"{base}/health") as r:
                 assert r.status == 200
-                assert (await r.json())["healthy"] is True
+                got = await r.json()
+                assert got["healthy"] is True
+                assert got["endpoint"] == "enabled"
     finally:
         await server.stop()
     assert runtime.answers == [(task_id, "accepted", "we will")]
+
+
+async def test_task_endpoint_trusts_the_signed_body_not_the_path_and_refuses_replays() -> None:
+    secret = generate_secret()
+    runtime = _FakeRuntime()
+    server = RuntimeHttp(
+        host="127.0.0.1",
+        port=0,
+        secret=secret,
+        health=runtime.health,
+        metrics=runtime.metrics,
+        answer=runtime.answer,
+    )
+    await server.start()
+    task_id, other_task = str(uuid.uuid4()), str(uuid.uuid4())
+    base = f"http://127.0.0.1:{server.port}"
+    signed = codec.dumps({"task_id": task_id, "status": "accepted"})
+    headers = sign_headers(make_webhook(secret), "answer-1", signed)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(path_task: str, body: bytes, sent: dict[str, str]) -> tuple[int, Any]:
+                async with http.post(f"{base}/tasks/{path_task}/status", data=body, headers=sent) as r:
+                    return r.status, await r.json()
+
+            # A signed answer replayed against another task's path: refused, nothing published.
+            status, body = await post(other_task, signed, headers)
+            assert status == 400
+            assert "does not match" in body["error"]
+            no_id = codec.dumps({"status": "accepted"})
+            status, body = await post(task_id, no_id, sign_headers(make_webhook(secret), "answer-0", no_id))
+            assert status == 400
+            assert "task_id" in body["error"]
+            # The refused request did not use up its webhook-id: sent as signed, it goes through once.
+            assert (await post(task_id, signed, headers))[0] == 202
+            status, body = await post(task_id, signed, headers)
+            assert status == 409
+            assert "already used" in body["error"]
+            upper = codec.dumps({"task_id": task_id.upper(), "status": "received"})
+            assert (await post(task_id, upper, sign_headers(make_webhook(secret), "answer-2", upper)))[
+                0
+            ] == 202
+    finally:
+        await server.stop()
+    assert runtime.answers == [(task_id, "accepted", None), (task_id.upper(), "received", None)]
+
+
+def test_replay_guard_forgets_ids_once_their_signature_expired_and_stays_bounded() -> None:
+    guard = ReplayGuard(tolerance=300, max_ids=2)
+    assert guard.claim("a", timestamp=1000, now=1000) is True
+    assert guard.claim("a", timestamp=1000, now=1200) is False
+    # A timestamp 5 minutes ahead is still accepted by verification: the id is kept that long too.
+    assert guard.claim("b", timestamp=1500, now=1200) is True
+    assert guard.claim("c", timestamp=1200, now=1200) is None  # full: refused, not forgotten early
+    assert guard.claim("a", timestamp=1000, now=1302) is True  # a's signature no longer verifies
+    assert guard.claim("b", timestamp=1500, now=1700) is False
+    assert guard.claim("b", timestamp=1500, now=1802) is True
+    guard.release("b")
+    assert guard.claim("b", timestamp=1802, now=1802) is True
+    assert len(guard) == 1
 
 
 @pytest.mark.parametrize(
