@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from contracts import ParseError, Topics, codec, contains_cpr, tenant_of_source
 from contracts import headers as h
-from prik.kafka import kafka_errors, make_producer
+from prik.kafka import kafka_errors, make_consumer, make_producer
 from prik.settings import KafkaSettings
 from producers.reading import read_records
 
@@ -96,11 +98,54 @@ async def list_dead_letters(
 
 
 async def replay_dead_letters(
-    kafka: KafkaSettings, topics: Topics, chosen: Callable[[DeadLetter], bool]
+    kafka: KafkaSettings,
+    topics: Topics,
+    chosen: Callable[[DeadLetter], bool],
+    *,
+    only_new: bool = False,
 ) -> tuple[int, list[DeadLetter]]:
-    """Re-publish the chosen dead letters; returns (replayed, skipped for having no ingress)."""
+    """Re-publish the chosen dead letters; returns (replayed, skipped for having no ingress).
+
+    With `only_new`, letters an earlier `only_new` replay already sent are left
+    out: how far replays have got is kept as the offsets of the consumer group
+    `<prefix>-dlq-replay`, so Kafka itself remembers it.
+    """
     letters = [d for d in await list_dead_letters(kafka, topics) if chosen(d)]
-    skipped = [d for d in letters if d.replay_topic(topics) is None]
+    progress = make_consumer(kafka, group_id=f"{topics.prefix}-dlq-replay", client_id="prik-dlq-replay")
+    with kafka_errors(f"connecting to Kafka at {kafka.bootstrap}"):
+        await progress.start()
+    try:
+        if only_new:
+            done = await _replayed_up_to(progress, topics, letters)
+            letters = [d for d in letters if d.offset >= done.get(d.partition, 0)]
+        skipped = [d for d in letters if d.replay_topic(topics) is None]
+        await _publish(kafka, topics, letters)
+        if only_new and letters:
+            ends: dict[TopicPartition, int] = {}
+            for d in letters:
+                tp = TopicPartition(topics.dlq, d.partition)
+                ends[tp] = max(ends.get(tp, 0), d.offset + 1)
+            with kafka_errors("recording how far the replay got"):
+                await progress.commit(ends)
+    finally:
+        await progress.stop()
+    return len(letters) - len(skipped), skipped
+
+
+async def _replayed_up_to(
+    progress: AIOKafkaConsumer, topics: Topics, letters: list[DeadLetter]
+) -> dict[int, int]:
+    partitions = sorted({d.partition for d in letters})
+    progress.assign([TopicPartition(topics.dlq, p) for p in partitions])
+    done: dict[int, int] = {}
+    with kafka_errors("reading how far earlier replays got"):
+        for p in partitions:
+            committed = await progress.committed(TopicPartition(topics.dlq, p))
+            done[p] = committed or 0
+    return done
+
+
+async def _publish(kafka: KafkaSettings, topics: Topics, letters: list[DeadLetter]) -> None:
     producer = make_producer(kafka, client_id="prik-dlq-replay")
     with kafka_errors(f"connecting to Kafka at {kafka.bootstrap}"):
         await producer.start()
@@ -119,4 +164,3 @@ async def replay_dead_letters(
                 await future
     finally:
         await producer.stop()
-    return len(letters) - len(skipped), skipped

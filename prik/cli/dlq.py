@@ -61,12 +61,16 @@ def replay(
     message_id: Annotated[
         str | None, typer.Option("--id", help="Replay the dead letters of this message id.")
     ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Replay every dead letter in the topic.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Replay every dead letter not replayed by an earlier --all.")
+    ] = False,
 ) -> None:
     """Put dead letters back through ingress: the router checks them again from the start.
 
     A router dead letter goes back to the ingress topic it came from; a consumer's goes to its
-    sender's ingress topic. Replays pass the router's duplicate window on purpose. Fix the cause
+    sender's ingress topic. Replays pass the router's duplicate window on purpose. --all remembers
+    how far it got (consumer group <prefix>-dlq-replay) and never sends a letter twice; --id
+    always sends the letters of that id. Fix the cause
     first (the directory, the tenants file, the endpoint), then, for example:
 
         prik dlq replay --id 7d1c6f6e-2f0e-4a6e-9b1d-3f0e1c2a9b10
@@ -79,11 +83,15 @@ def replay(
     def chosen(letter: DeadLetter) -> bool:
         return all_ or letter.message_id == message_id
 
-    replayed, skipped = asyncio.run(replay_dead_letters(settings.kafka, settings.topics, chosen))
+    replayed, skipped = asyncio.run(
+        replay_dead_letters(settings.kafka, settings.topics, chosen, only_new=all_)
+    )
     for letter in skipped:
         typer.echo(f"skipped {letter.message_id or '-'}: no ingress topic to replay it to", err=True)
     if replayed == 0 and not skipped:
-        what = "dead letters" if all_ else f"dead letter with id {message_id}"
-        typer.echo(f"no {what} in {settings.topics.dlq}", err=True)
+        if all_:
+            typer.echo(f"nothing left to replay in {settings.topics.dlq}")
+            return
+        typer.echo(f"no dead letter with id {message_id} in {settings.topics.dlq}", err=True)
         raise typer.Exit(1)
     typer.echo(f"replayed {replayed} dead letter(s)")

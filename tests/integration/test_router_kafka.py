@@ -260,11 +260,19 @@ async def test_dlq_list_and_replay_after_fixing_the_directory(world: World, rout
     from deploy.directory import load_directory  # noqa: PLC0415 - as above
 
     await load_directory(world.kafka, world.topics, [DirectoryEntry(sor=late_clinic, lps="lps-other")])
-    replayed = world.prik("dlq", "replay", "--id", lost.id)
+    replayed = world.prik("dlq", "replay", "--all")
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 1" in replayed.stdout
     [routed] = await world.wait_for(world.topics.deliver("lps-other"), 1)
     assert routed == lost
+    # --all remembers how far it got: a second run sends nothing again.
+    again = world.prik("dlq", "replay", "--all")
+    assert again.returncode == 0, again.stderr
+    assert "nothing left to replay" in again.stdout
+    # --id always sends what it names.
+    by_id = world.prik("dlq", "replay", "--id", lost.id)
+    assert "replayed 1" in by_id.stdout
+    assert len(await world.wait_for(world.topics.deliver("lps-other"), 2)) == 2
     assert world.prik("dlq", "replay", "--id", "no-such-id").returncode == 1
 
 
