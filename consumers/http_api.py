@@ -22,7 +22,8 @@ from aiohttp import web
 from contracts import KafkaError, PrikError, codec
 
 from .errors import TaskAnswerRefused
-from .signing import bound_port, make_webhook, verify_signature
+from .serving import serve
+from .signing import make_webhook, verify_signature
 from .stats import HealthReport
 
 __all__ = ["ReplayGuard", "RuntimeHttp"]
@@ -116,12 +117,7 @@ class RuntimeHttp:
         app.router.add_get("/health", self._get_health)
         app.router.add_get("/metrics", self._get_metrics)
         app.router.add_post("/tasks/{task_id}/status", self._post_task_status)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._requested_port)
-        await site.start()
-        self._runner = runner
-        self.port = bound_port(site)
+        self._runner, self.port = await serve(app, self._host, self._requested_port)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

@@ -21,7 +21,8 @@ from aiohttp import web
 
 from contracts import PrikError, codec
 
-from .signing import bound_port, generate_secret, make_webhook, verify_signature
+from .serving import serve
+from .signing import generate_secret, make_webhook, verify_signature
 
 __all__ = ["ClinicFailure", "Received", "ReferenceLps"]
 
@@ -110,12 +111,7 @@ class ReferenceLps:
             return
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/webhook", self._post_webhook)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._requested_port)
-        await site.start()
-        self._runner = runner
-        self.port = bound_port(site)
+        self._runner, self.port = await serve(app, self._host, self._requested_port)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

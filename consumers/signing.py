@@ -7,14 +7,12 @@ import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from contracts import ConfigError
 
 __all__ = [
     "SECRET_PREFIX",
-    "bound_port",
     "generate_secret",
     "make_webhook",
     "sign_headers",
@@ -67,14 +65,3 @@ def verify_signature(webhook: Webhook, body: bytes, headers: Mapping[str, str]) 
     except Exception:  # noqa: BLE001
         return False
     return True
-
-
-def bound_port(site: web.TCPSite) -> int:
-    """The port an aiohttp site listens on (it may have been asked for port 0)."""
-    server = site._server  # noqa: SLF001  aiohttp offers no public way to read the bound port
-    sockets = getattr(server, "sockets", None)
-    if not sockets:
-        msg = "the HTTP server has no listening socket"
-        raise RuntimeError(msg)
-    port: int = sockets[0].getsockname()[1]
-    return port
