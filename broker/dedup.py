@@ -43,16 +43,24 @@ class DedupWindow:
         stamp = entries.get((source, message_id))
         return stamp is not None and self._clock() - stamp < self._window
 
-    def add(self, topic: str, partition: int, source: str, message_id: str) -> None:
+    def add(self, topic: str, partition: int, source: str, message_id: str, *, age: float = 0.0) -> None:
+        """Remember a message; `age` (seconds) back-dates one read again from the log."""
         entries = self._seen.setdefault((topic, partition), OrderedDict())
         now = self._clock()
-        entries[(source, message_id)] = now
+        entries[(source, message_id)] = now - age
         entries.move_to_end((source, message_id))
         while entries:
             _, oldest = next(iter(entries.items()))
             if now - oldest < self._window and len(entries) <= self._max:
                 break
             entries.popitem(last=False)
+
+    @property
+    def window_seconds(self) -> float:
+        return self._window
+
+    def has(self, topic: str, partition: int) -> bool:
+        return (topic, partition) in self._seen
 
     def forget(self, topic: str, partition: int) -> None:
         self._seen.pop((topic, partition), None)

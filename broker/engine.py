@@ -28,6 +28,7 @@ from prik.settings import KafkaSettings
 
 from .metrics import RouterMetrics
 from .outputs import dead_letter
+from .rebuild import rebuild_dedup
 from .records import Incoming, Outgoing
 from .router import Batch, Routed, Router
 
@@ -61,8 +62,15 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         async with self._engine.lock:
             self._engine.generation += 1
             # aiokafka revokes everything on every rebalance: keep the windows of
-            # partitions that came back, drop only those now owned elsewhere.
-            self._engine.router.dedup.keep_only({(tp.topic, tp.partition) for tp in assigned})
+            # partitions that came back, drop only those now owned elsewhere, and
+            # read the windows of partitions new to this instance back from the log.
+            dedup = self._engine.router.dedup
+            dedup.keep_only({(tp.topic, tp.partition) for tp in assigned})
+            new = [tp for tp in assigned if not dedup.has(tp.topic, tp.partition)]
+            try:
+                await self._engine.rebuild_dedup(new)
+            except KafkaError as exc:
+                _log.warning("router.dedup_rebuild_failed", error=str(exc))
             # Task states this instance now decides may have moved elsewhere meanwhile;
             # if the read fails, unknown keys still catch up on their own.
             try:
@@ -121,6 +129,10 @@ class TransactionalEngine:
         self._consumer.subscribe(pattern=self.router.topics.ingress_pattern, listener=_Listener(self))
         # Pattern subscription keeps metadata of every topic fresh (metadata_max_age_ms).
         self._cluster = self._consumer._client.cluster  # noqa: SLF001 - aiokafka has no public metadata view
+
+    async def rebuild_dedup(self, partitions: list[TopicPartition]) -> None:
+        if self._consumer is not None:
+            await rebuild_dedup(self._kafka, self._consumer, partitions, self.router.dedup)
 
     async def _new_producer(self) -> AIOKafkaProducer:
         producer = make_producer(

@@ -108,8 +108,14 @@ class RouterProcess:
         self._env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.log = world.root / f"router-{instance}.log"
+        self._log_from = 0
+
+    def output(self) -> bytes:
+        """What this run wrote to the log (a restart with the same instance appends)."""
+        return self.log.read_bytes()[self._log_from :] if self.log.exists() else b""
 
     def start(self) -> None:
+        self._log_from = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "prik", "broker", "run", "--instance", self._instance],
@@ -120,7 +126,7 @@ class RouterProcess:
 
     def wait_started(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while b"router.partitions_assigned" not in self.log.read_bytes():
+        while b"router.partitions_assigned" not in self.output():
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"router exited: {self.log.read_text()[-2000:]}")

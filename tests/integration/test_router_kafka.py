@@ -329,3 +329,26 @@ async def test_a_record_kafka_refuses_to_dead_letter_does_not_stall_the_router(
     assert headers[h.ERROR_STAGE] == b"route"
     assert b"MessageSizeTooLarge" in headers[h.ERROR_REASON]
     assert router.terminate() == 0
+
+
+async def test_a_resend_after_a_router_restart_is_still_a_duplicate(
+    world: World, routers: Callable[..., RouterProcess]
+) -> None:
+    first = routers("restart")
+    message = build.video_queue_notice("minlaege-video", CLINIC, event="joined", queue_entry_id="dup")
+    async with Publisher(world.kafka, "minlaege-video", world.topics) as publisher:
+        await publisher.publish(message)
+        await world.wait_for(world.topics.deliver("lps-xmo"), 1)
+        assert first.terminate() == 0
+
+        second = routers("restart")
+        assert b"router.dedup_rebuilt" in second.output()
+        # The same message again, then a new one behind it on the same partition (same key).
+        await publisher.publish(message)
+        marker = build.video_queue_notice("minlaege-video", CLINIC, event="left", queue_entry_id="dup")
+        await publisher.publish(marker)
+    delivered = await world.wait_for(world.topics.deliver("lps-xmo"), 2)
+    await asyncio.sleep(1)
+    delivered = [m for _, m, _ in await world.read(world.topics.deliver("lps-xmo"))]
+    assert [m.id for m in delivered if m] == [message.id, marker.id]
+    assert second.terminate() == 0
