@@ -62,9 +62,6 @@ class DedupWindow:
     def has(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self._seen
 
-    def forget(self, topic: str, partition: int) -> None:
-        self._seen.pop((topic, partition), None)
-
     def keep_only(self, owned: set[tuple[str, int]]) -> None:
         """Drop the windows of partitions this instance no longer owns."""
         for key in [k for k in self._seen if k not in owned]:

@@ -7,6 +7,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,9 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts import codec, parse_tenants
+from deploy import acquire_kafka
 from prik.bench import bench_codec, bench_routing
 from prik.bench.routing import TENANTS_TOML
-from prik.demo.local import acquire_kafka
 from prik.logs import configure_logging
 from prik.settings import KafkaSettings, load_settings
 
@@ -68,7 +69,7 @@ def bench(
     console.print(f"peak memory of this process: {report['peak_rss_mb']:.0f} MB")
 
 
-async def _run(kafka: KafkaSettings, messages: int, say: Any) -> dict[str, Any]:  # noqa: ANN401 - a printer
+async def _run(kafka: KafkaSettings, messages: int, say: Callable[[str], None]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="prik-bench-") as folder:
         broker = await acquire_kafka(kafka.bootstrap, Path(folder) / "kafka")
         try:

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from broker import RouterService
 from contracts import Tenants
+from deploy import acquire_kafka
 from deploy.directory import load_directory
 from deploy.topics import apply_topics
 from prik.logs import configure_logging, get_logger
@@ -31,7 +32,6 @@ from prik.settings import KafkaSettings, Settings
 
 from .cast import LPS_VENDORS, MUNICIPALITIES, VIDEO_PLATFORM, demo_cast
 from .clinics import ClinicSide
-from .local import acquire_kafka
 from .replies import watch_replies
 from .tally import Tally
 from .traffic import Traffic

@@ -108,6 +108,18 @@ def _capture_into(seen: Captured) -> Callable[[KafkaMessage], Awaitable[None]]:
     return capture
 
 
+def lps_receipt(lps: str, message: Message) -> Receipt:
+    """LPS `lps` says it delivered `message` to CLINIC."""
+    return build.receipt(
+        lps,
+        message_id=message.id,
+        message_source=message.source,
+        message_type=message.type,
+        outcome="delivered",
+        recipient=CLINIC,
+    )
+
+
 def video(clinic: str = CLINIC, **kw: Any) -> Message:
     return build.video_queue_notice(
         "minlaege-video", clinic, event="joined", queue_entry_id="q-1", cpr=CPR, **kw
@@ -243,28 +255,14 @@ async def test_status_for_unknown_task_is_refused(harness: Harness) -> None:
 
 async def test_receipt_from_serving_lps_is_forwarded_to_sender(harness: Harness) -> None:
     message = video()
-    receipt = build.receipt(
-        "lps-xmo",
-        message_id=message.id,
-        message_source=message.source,
-        message_type=message.type,
-        outcome="delivered",
-        recipient=CLINIC,
-    )
+    receipt = lps_receipt("lps-xmo", message)
     await harness.send("lps-xmo", receipt)
     assert harness.receipts("minlaege-video") == [receipt]
 
 
 async def test_forged_receipt_from_lps_not_serving_the_clinic_is_refused(harness: Harness) -> None:
     message = video()
-    forged = build.receipt(
-        "lps-other",
-        message_id=message.id,
-        message_source=message.source,
-        message_type=message.type,
-        outcome="delivered",
-        recipient=CLINIC,
-    )
+    forged = lps_receipt("lps-other", message)
     await harness.send("lps-other", forged)
     assert harness.receipts("minlaege-video") == []
     assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "receipt"
@@ -274,14 +272,7 @@ async def test_forged_receipt_from_lps_not_serving_the_clinic_is_refused(harness
 
 async def test_producer_may_not_send_receipts(harness: Harness) -> None:
     message = video()
-    forged = build.receipt(
-        "lps-xmo",
-        message_id=message.id,
-        message_source=message.source,
-        message_type=message.type,
-        outcome="delivered",
-        recipient=CLINIC,
-    ).model_copy(update={"source": "urn:prik:kommune-0101"})
+    forged = lps_receipt("lps-xmo", message).model_copy(update={"source": "urn:prik:kommune-0101"})
     await harness.send("kommune-0101", forged)
     assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "authorise"
     assert harness.receipts("minlaege-video") == []

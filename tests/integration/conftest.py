@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -75,13 +76,7 @@ class World:
             got = [m for _, m, _ in await self.read(topic)]
             if len(got) >= count or time.monotonic() > deadline:
                 return got
-            await _sleep(0.3)
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio  # noqa: PLC0415 - only the waiting helper needs it
-
-    await asyncio.sleep(seconds)
+            await asyncio.sleep(0.3)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def test_dedup_window_is_bounded_and_forgets_revoked_partitions() -> None:
     assert len(window) == 100
     assert window.seen("t", 0, "s", "id-999")
     assert not window.seen("t", 0, "s", "id-0")
-    window.forget("t", 0)
+    window.keep_only(set())
     assert len(window) == 0
 
 

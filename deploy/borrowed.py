@@ -1,4 +1,4 @@
-"""The demo's Kafka: the one configured, if it answers; else a local broker just for this run."""
+"""A Kafka for one run: the configured one if it answers, else a local broker started for the run."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy import LocalKafka, LocalKafkaConfig, free_port, probe_metadata
+from .local_kafka import LocalKafka, LocalKafkaConfig, free_port
+from .readiness import probe_metadata
 
-__all__ = ["DemoKafka", "acquire_kafka"]
+__all__ = ["BorrowedKafka", "acquire_kafka"]
 
 
 @dataclass(slots=True)
-class DemoKafka:
+class BorrowedKafka:
     bootstrap: str
-    # Set only when the demo started the broker itself, and so must stop it.
+    # Set only when this run started the broker itself, and so must stop it.
     runner: LocalKafka | None = None
 
     @property
@@ -31,11 +32,11 @@ class DemoKafka:
         shutil.rmtree(runner.data_dir / "data", ignore_errors=True)
 
 
-async def acquire_kafka(configured: str, data_dir: Path) -> DemoKafka:
+async def acquire_kafka(configured: str, data_dir: Path) -> BorrowedKafka:
     """Reuse `configured` when it answers a metadata request; otherwise start one on a free port."""
     if await probe_metadata(configured):
-        return DemoKafka(configured)
+        return BorrowedKafka(configured)
     runner = LocalKafka(LocalKafkaConfig(data_dir=data_dir, port=free_port()))
     # start() blocks (JVM start-up, readiness polling) and runs its own event loop to probe.
     bootstrap = await asyncio.to_thread(runner.start)
-    return DemoKafka(bootstrap, runner)
+    return BorrowedKafka(bootstrap, runner)
