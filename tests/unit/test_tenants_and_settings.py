@@ -69,10 +69,11 @@ def test_bad_setting_is_a_config_error_naming_the_variable(monkeypatch: pytest.M
 
 
 def test_sasl_settings_reach_every_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIK_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("PRIK_KAFKA__SASL_MECHANISM", "SCRAM-SHA-256")
     monkeypatch.setenv("PRIK_KAFKA__USERNAME", "lps-xmo")
     monkeypatch.setenv("PRIK_KAFKA__PASSWORD", "s3cret")
     options = load_settings().kafka.client_options()
-    assert options["security_protocol"] == "SASL_PLAINTEXT"
+    assert options["security_protocol"] == "SASL_SSL"
     assert options["sasl_plain_password"] == "s3cret"
     assert "s3cret" not in repr(load_settings())
