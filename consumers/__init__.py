@@ -13,13 +13,27 @@ Start one in-process (the demo does this)::
 """
 
 from .backoff import Backoff, parse_retry_after
-from .deliverers import CallbackDeliverer, Deliverer, Delivery, PrintDeliverer, WebhookDeliverer
+from .deliverers import (
+    CallbackDeliverer,
+    Deliverer,
+    Delivery,
+    PrintDeliverer,
+    WebhookDeliverer,
+    check_webhook_url,
+)
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError, TaskAnswerRefused
 from .offsets import OffsetTracker
 from .receipts import build_receipt, build_task_status, receipt_id
 from .reference_lps import Received, ReferenceLps
 from .runtime import ClinicConsumer
-from .signing import generate_secret, make_webhook, sign_headers, verify_signature
+from .signing import (
+    WebhookSecrets,
+    check_secret,
+    generate_secret,
+    make_webhook,
+    sign_headers,
+    verify_signature,
+)
 from .stats import ConsumerStats, HealthReport, OutcomeEvent
 
 __all__ = [
@@ -40,8 +54,11 @@ __all__ = [
     "RetriableDeliveryError",
     "TaskAnswerRefused",
     "WebhookDeliverer",
+    "WebhookSecrets",
     "build_receipt",
     "build_task_status",
+    "check_secret",
+    "check_webhook_url",
     "generate_secret",
     "make_webhook",
     "parse_retry_after",

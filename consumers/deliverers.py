@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TextIO
 
 import aiohttp
+from yarl import URL
 
-from contracts import Message, rfc3339
+from contracts import ConfigError, Message, rfc3339
 
 from .backoff import parse_retry_after
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError
-from .signing import make_webhook, sign_headers
+from .signing import WebhookSecrets
 
 __all__ = [
     "CallbackDeliverer",
@@ -23,6 +25,7 @@ __all__ = [
     "Delivery",
     "PrintDeliverer",
     "WebhookDeliverer",
+    "check_webhook_url",
 ]
 
 
@@ -50,12 +53,50 @@ class Deliverer(Protocol):
     async def deliver(self, delivery: Delivery) -> None: ...
 
 
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+def check_webhook_url(url: str) -> str:
+    """`url` if it is https, or http to this machine (loopback); else a ConfigError.
+
+    Patient data and signatures never cross a network in clear text. The error
+    never quotes the URL: it may carry credentials (`https://user:pass@...`).
+    """
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        msg = "webhook URL is not a valid https:// URL"
+        raise ConfigError(msg) from None
+    # The host as aiohttp will connect to it (yarl is its parser), so no reading differs.
+    host = parsed.host
+    if parsed.scheme not in {"http", "https"} or not host:
+        msg = "webhook URL must be an https:// URL with a host"
+        raise ConfigError(msg)
+    if parsed.scheme == "http" and not _is_loopback(host):
+        msg = "webhook URL must be https:// (http:// only to loopback: 127.0.0.0/8, ::1, localhost)"
+        raise ConfigError(msg)
+    return url
+
+
 # Statuses that say "later" rather than "never": too many requests, and a request timeout.
 _RETRY_4XX = frozenset({408, 429})
 
 
 class WebhookDeliverer:
-    """`POST`s the envelope JSON to `url`, signed the Standard Webhooks way with `secret`.
+    """`POST`s the envelope JSON to `url`, signed the Standard Webhooks way with every secret.
+
+    `secrets` is one `whsec_...` secret or several (rotation: each delivery carries one
+    signature per secret, so a receiver that knows any one of them verifies it).
+    `url` must be https, or http to loopback (`check_webhook_url`).
 
     2xx is delivered; 410 is `EndpointGone`; 408, 429, 3xx and 5xx, timeouts and
     connection errors are retried (honouring `Retry-After`); any other 4xx is refused.
@@ -66,15 +107,15 @@ class WebhookDeliverer:
     def __init__(
         self,
         url: str,
-        secret: str,
+        secrets: str | Iterable[str] | WebhookSecrets,
         *,
         connect_timeout: float = 5.0,
         total_timeout: float = 15.0,
         max_connections: int = 100,
     ) -> None:
-        self.url = url
-        self.secret = secret
-        self._webhook = make_webhook(secret)
+        self.url = check_webhook_url(url)
+        # The task endpoint checks answers against the same set (`ClinicConsumer`).
+        self.secrets = secrets if isinstance(secrets, WebhookSecrets) else WebhookSecrets(secrets)
         self._timeout = aiohttp.ClientTimeout(total=total_timeout, connect=connect_timeout)
         self.total_timeout = total_timeout
         self._max_connections = max_connections
@@ -98,7 +139,7 @@ class WebhookDeliverer:
         if self._session is None:
             msg = "WebhookDeliverer used before start()"
             raise RuntimeError(msg)
-        headers = sign_headers(self._webhook, delivery.message.id, delivery.body)
+        headers = self.secrets.sign(delivery.message.id, delivery.body)
         headers["content-type"] = "application/json"
         try:
             # No redirects: a signed POST must not silently turn into something else.

@@ -2,7 +2,8 @@
 
 The task endpoint is how an LPS answers a task over HTTP. It is authenticated
 the same way prik signs webhooks to the LPS: Standard Webhooks headers signed
-with the webhook secret, verified by the `standardwebhooks` library. The path is
+with a webhook secret, verified by the `standardwebhooks` library. While secrets
+are rotated several are active; a signature valid under any of them is accepted. The path is
 not signed, so the signed body must name the same `task_id` (400 otherwise); and
 a signed request may be sent only once: a `webhook-id` already accepted within
 the signature's 5-minute tolerance is refused (409), so a captured request cannot
@@ -14,7 +15,7 @@ from __future__ import annotations
 import heapq
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +24,7 @@ from contracts import KafkaError, PrikError, codec
 
 from .errors import TaskAnswerRefused
 from .serving import serve
-from .signing import make_webhook, verify_signature
+from .signing import WebhookSecrets
 from .stats import HealthReport
 
 __all__ = ["ReplayGuard", "RuntimeHttp"]
@@ -82,6 +83,13 @@ def _error(status: int, reason: str) -> web.Response:
     return _json(status, {"error": reason})
 
 
+def _active(secrets: str | Iterable[str] | WebhookSecrets | None) -> WebhookSecrets | None:
+    if secrets is None or isinstance(secrets, WebhookSecrets):
+        return secrets
+    given = [secrets] if isinstance(secrets, str) else list(secrets)
+    return WebhookSecrets(given) if given else None
+
+
 def _same_task(body_id: str, path_id: str) -> bool:
     try:
         return uuid.UUID(body_id) == uuid.UUID(path_id)
@@ -90,21 +98,25 @@ def _same_task(body_id: str, path_id: str) -> bool:
 
 
 class RuntimeHttp:
-    """Serves health, metrics and task answers on `host:port` (port 0 picks a free one)."""
+    """Serves health, metrics and task answers on `host:port` (port 0 picks a free one).
+
+    `secrets`: the active webhook secrets (one or several); without any, the task
+    endpoint answers 403.
+    """
 
     def __init__(
         self,
         *,
         host: str,
         port: int,
-        secret: str | None,
+        secrets: str | Iterable[str] | WebhookSecrets | None,
         health: Callable[[], HealthReport],
         metrics: Callable[[], dict[str, object]],
         answer: Answer,
     ) -> None:
         self._host = host
         self._requested_port = port
-        self._webhook = make_webhook(secret) if secret is not None else None
+        self._secrets = _active(secrets)
         self._health = health
         self._metrics = metrics
         self._answer = answer
@@ -139,13 +151,13 @@ class RuntimeHttp:
         return _json(200, self._metrics())
 
     async def _post_task_status(self, request: web.Request) -> web.Response:
-        if self._webhook is None:
+        if self._secrets is None:
             return _error(403, "task endpoint disabled: the consumer has no webhook secret")
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "body too large")
-        if not verify_signature(self._webhook, body, request.headers):
+        if not self._secrets.verify(body, request.headers):
             return _error(401, "missing or invalid webhook signature")
         # Verified, so both headers are present and the timestamp is a number.
         webhook_id = request.headers["webhook-id"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -22,7 +22,7 @@ from aiohttp import web
 from contracts import PrikError, codec
 
 from .serving import serve
-from .signing import generate_secret, make_webhook, verify_signature
+from .signing import WebhookSecrets, generate_secret
 
 __all__ = ["ClinicFailure", "Received", "ReferenceLps"]
 
@@ -59,20 +59,24 @@ OnReceive = Callable[[Received], Awaitable[None] | None]
 class ReferenceLps:
     """An aiohttp server taking prik's webhooks at `POST /webhook` (`url`).
 
-    `secret` defaults to a fresh one; pass the same to the consumer's `WebhookDeliverer`.
+    `secret` is one `whsec_...` secret or several (a receiver in the middle of a rotation
+    accepts a signature by any of them); it defaults to a fresh one. `secret` is the
+    first, `secrets` all of them: pass them to the consumer's `WebhookDeliverer`.
     `on_receive` is called for each first copy accepted (the demo answers tasks from it).
     """
 
     def __init__(
         self,
-        secret: str | None = None,
+        secret: str | Iterable[str] | None = None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         on_receive: OnReceive | None = None,
     ) -> None:
-        self.secret = secret or generate_secret()
-        self._webhook = make_webhook(self.secret)
+        given = [secret] if isinstance(secret, str) else list(secret or ())
+        self.secrets: tuple[str, ...] = tuple(given) if given else (generate_secret(),)
+        self.secret = self.secrets[0]
+        self._verifier = WebhookSecrets(self.secrets)
         self._host = host
         self._requested_port = port
         self.on_receive = on_receive
@@ -148,7 +152,7 @@ class ReferenceLps:
 
     async def _post_webhook(self, request: web.Request) -> web.Response:
         body = await request.read()
-        if not verify_signature(self._webhook, body, request.headers):
+        if not self._verifier.verify(body, request.headers):
             self.bad_signatures += 1
             return web.Response(status=401, text="bad signature")
         webhook_id = request.headers["webhook-id"]

@@ -16,7 +16,7 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self
 
@@ -40,6 +40,7 @@ from .lanes import assess_health
 from .outbox import Outbox
 from .pipeline import GONE_REASON, Pipeline
 from .receipts import task_answer
+from .signing import WebhookSecrets
 from .stats import ConsumerStats, HealthReport, OutcomeEvent
 
 __all__ = ["ClinicConsumer"]
@@ -74,7 +75,7 @@ class ClinicConsumer:
         max_buffered_per_clinic: int | None = None,
         http_port: int | None = None,
         http_host: str = "127.0.0.1",
-        task_secret: str | None = None,
+        task_secret: str | Iterable[str] | WebhookSecrets | None = None,
         stall_after: float = 60.0,
         stop_grace: float = 10.0,
         close_timeout: float = 5.0,
@@ -127,13 +128,13 @@ class ClinicConsumer:
             commit_timeout=close_timeout,
         )
         if task_secret is None and isinstance(deliverer, WebhookDeliverer):
-            task_secret = deliverer.secret
+            task_secret = deliverer.secrets
         self._http: RuntimeHttp | None = None
         if http_port is not None:
             self._http = RuntimeHttp(
                 host=http_host,
                 port=http_port,
-                secret=task_secret,
+                secrets=task_secret,
                 health=self.health,
                 metrics=self.stats.snapshot,
                 answer=self._answer_from_http,

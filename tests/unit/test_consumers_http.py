@@ -160,7 +160,7 @@ async def test_task_endpoint_authenticates_with_the_webhook_secret() -> None:
     server = RuntimeHttp(
         host="127.0.0.1",
         port=0,
-        secret=secret,
+        secrets=secret,
         health=runtime.health,
         metrics=runtime.metrics,
         answer=runtime.answer,
@@ -211,7 +211,7 @@ async def test_task_endpoint_trusts_the_signed_body_not_the_path_and_refuses_rep
     server = RuntimeHttp(
         host="127.0.0.1",
         port=0,
-        secret=secret,
+        secrets=secret,
         health=runtime.health,
         metrics=runtime.metrics,
         answer=runtime.answer,
@@ -250,6 +250,62 @@ async def test_task_endpoint_trusts_the_signed_body_not_the_path_and_refuses_rep
     assert runtime.answers == [(task_id, "accepted", None), (task_id.upper(), "received", None)]
 
 
+async def test_task_endpoint_accepts_either_active_secret_during_a_rotation() -> None:
+    old, new, unrelated = generate_secret(), generate_secret(), generate_secret()
+    runtime = _FakeRuntime()
+    server = RuntimeHttp(
+        host="127.0.0.1",
+        port=0,
+        secrets=[old, new],
+        health=runtime.health,
+        metrics=runtime.metrics,
+        answer=runtime.answer,
+    )
+    await server.start()
+    task_id = str(uuid.uuid4())
+    url = f"http://127.0.0.1:{server.port}/tasks/{task_id}/status"
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(signer: Webhook, status: str) -> int:
+                body = codec.dumps({"task_id": task_id, "status": status})
+                # An LPS signs with the one secret it knows, through the library itself.
+                headers = sign_headers(signer, str(uuid.uuid4()), body)
+                async with http.post(url, data=body, headers=headers) as r:
+                    return r.status
+
+            assert await post(Webhook(old), "received") == 202
+            assert await post(Webhook(new), "accepted") == 202
+            assert await post(Webhook(unrelated), "rejected") == 401
+    finally:
+        await server.stop()
+    assert [status for _, status, _ in runtime.answers] == ["received", "accepted"]
+
+
+async def test_task_endpoint_without_secrets_is_disabled() -> None:
+    runtime = _FakeRuntime()
+    server = RuntimeHttp(
+        host="127.0.0.1",
+        port=0,
+        secrets=[],
+        health=runtime.health,
+        metrics=runtime.metrics,
+        answer=runtime.answer,
+    )
+    await server.start()
+    body = codec.dumps({"task_id": str(uuid.uuid4()), "status": "accepted"})
+    headers = sign_headers(make_webhook(generate_secret()), "answer-1", body)
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{server.port}/tasks/x/status", data=body, headers=headers) as r,
+        ):
+            assert r.status == 403
+    finally:
+        await server.stop()
+    assert runtime.answers == []
+
+
 def test_replay_guard_forgets_ids_once_their_signature_expired_and_stays_bounded() -> None:
     guard = ReplayGuard(tolerance=300, max_ids=2)
     assert guard.claim("a", timestamp=1000, now=1000) is True
@@ -270,9 +326,10 @@ def test_replay_guard_forgets_ids_once_their_signature_expired_and_stays_bounded
     [
         ([], "exactly one"),
         (["--print", "--webhook", "http://x/"], "exactly one"),
-        (["--webhook", "http://x/"], "--secret"),
-        (["--webhook", "http://x/", "--secret", "plain"], "whsec_"),
-        (["--webhook", "ftp://x/", "--secret", "whsec_AAAA"], "http"),
+        (["--webhook", "https://x/"], "--secret"),
+        (["--webhook", "https://x/", "--secret", "plain"], "whsec_"),
+        (["--webhook", "ftp://x/", "--secret", generate_secret()], "https"),
+        (["--webhook", "http://x/", "--secret", generate_secret()], "https"),
         (["--print", "--max-retry-time", "soon"], "duration"),
     ],
 )
