@@ -74,7 +74,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
             # Task states this instance now decides may have moved elsewhere meanwhile;
             # if the read fails, unknown keys still catch up on their own.
             try:
-                await self._engine.router.tasks.refresh()
+                await self._engine.router.catch_up_tasks()
             except KafkaError as exc:
                 _log.warning("router.tasks_refresh_failed", error=str(exc))
         _log.info("router.partitions_assigned", count=len(assigned))
@@ -194,9 +194,8 @@ class TransactionalEngine:
         if not batches:
             return
         producer = await self._healthy_producer()
-        batch = Batch()
         # One snapshot per batch: aiokafka builds a new set on every topics() call.
-        self.router.topic_exists = self._cluster.topics().__contains__
+        batch = Batch(topic_exists=self._cluster.topics().__contains__)
         decided: list[Routed] = []
         try:
             async with producer.transaction():
@@ -205,16 +204,14 @@ class TransactionalEngine:
                     for record in records:
                         routed = await self.router.route(Incoming.from_record(record), batch)
                         decided.append(routed)
-                        for out in routed.outputs:
-                            if not self.router.topic_exists(out.topic):
-                                # A missing topic would stall every batch behind this one.
-                                _log.warning("router.output_dropped", topic=out.topic, verdict=routed.verdict)
-                                continue
-                            sends.append(
+                        sends.extend(
+                            [
                                 await producer.send(
                                     out.topic, out.value, key=out.key, headers=list(out.headers)
                                 )
-                            )
+                                for out in routed.outputs
+                            ]
+                        )
                 await asyncio.gather(*sends)
                 offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
                 await producer.send_offsets_to_transaction(offsets, self._group_id)

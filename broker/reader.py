@@ -53,7 +53,6 @@ class CompactedReader:
         await self._consumer.seek_to_beginning(*self._partitions)
         self._started = True
         self._task = asyncio.create_task(self._run(), name=f"reader:{self._topic}")
-        self._table.catch_up = self.catch_up
         await self.catch_up(load_within)
         _log.info("table.loaded", table=self._table.name, rows=len(self._table))
 
@@ -103,7 +102,6 @@ class CompactedReader:
         if not self._started:
             return
         self._started = False
-        self._table.catch_up = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

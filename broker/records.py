@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from contracts.headers import normalise_headers
 
 __all__ = ["Headers", "Incoming", "Outgoing"]
 
@@ -22,14 +23,15 @@ class Incoming:
 
     @classmethod
     def from_record(cls, record: Any) -> Incoming:  # noqa: ANN401 - aiokafka and FastStream records alike
-        headers: Sequence[tuple[str, bytes]] = record.headers or ()
+        """As the client handed it over: null header values count as absent, odd keys and values as none."""
+        key, value = record.key, record.value
         return cls(
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
-            key=record.key,
-            value=record.value,
-            headers=tuple((k, bytes(v)) for k, v in headers),
+            key=bytes(key) if isinstance(key, bytes | bytearray | memoryview) else None,
+            value=bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None,
+            headers=normalise_headers(record.headers),
         )
 
 

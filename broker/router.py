@@ -1,23 +1,30 @@
 """The routing decision for one ingress record, free of any Kafka client.
 
-Rules run in the order of the contract: parse and validate, authenticate,
+Rules run in the order of the contract: limits, parse and validate, authenticate,
 authorise, drop duplicates, expire, then route by type. A refusal is a dead
 letter plus a `rejected` receipt to the sender. State changes (the dedup
 window, task records) are staged on the `Batch` and applied only once the
 transport has committed the batch, so an aborted transaction leaves no trace.
+
+No record can stop the router: whatever handling one record raises, other than
+a Kafka failure the transport retries, makes that record a dead letter with
+stage `internal`. What the router forwards is always the canonical encoding of
+what it validated, never the sender's own bytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from contracts import (
     INITIAL_STATUS,
+    MAX_MESSAGE_BYTES,
     STRUCTURED_CONTENT_TYPE,
     ErrorStage,
+    KafkaError,
     Message,
     MessageType,
     Outcome,
@@ -28,6 +35,7 @@ from contracts import (
     Tenants,
     Topics,
     TransitionError,
+    check_record,
     check_transition,
     codec,
     contains_cpr,
@@ -44,10 +52,11 @@ from contracts.tenants import Role
 from .dedup import DedupWindow
 from .outputs import dead_letter, receipt
 from .records import Incoming, Outgoing
-from .tables import DirectoryTable, TaskRecord, TaskTable
+from .tables import DirectoryTable, Table, TaskRecord, TaskTable
 
 __all__ = ["Batch", "Routed", "Router", "Verdict"]
 
+_Row = TypeVar("_Row")
 Verdict = Literal["routed", "rejected", "expired", "duplicate", "forwarded"]
 _STRUCTURED = ((h.CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode()),)
 
@@ -60,12 +69,48 @@ class Routed:
     stage: str | None = None
 
 
+def _every_topic(_topic: str) -> bool:
+    return True
+
+
 @dataclass(slots=True)
 class Batch:
-    """State a batch has decided but the transport has not yet committed."""
+    """State a batch has decided but the transport has not yet committed.
 
+    `topic_exists` is the transport's view of the cluster when the batch began:
+    an output to a topic that is missing would stall every batch behind it, so
+    the record is refused instead.
+    """
+
+    topic_exists: Callable[[str], bool] = _every_topic
     seen: set[tuple[str, int, str, str]] = field(default_factory=set)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+
+    def see(self, key: tuple[str, int, str, str]) -> None:
+        if key not in self.seen:
+            self.seen.add(key)
+            self._undo.append(lambda: self.seen.discard(key))
+
+    def stage_task(self, key: str, record: TaskRecord) -> None:
+        previous = self.tasks.get(key)
+        self.tasks[key] = record
+
+        def undo() -> None:
+            if previous is None:
+                self.tasks.pop(key, None)
+            else:
+                self.tasks[key] = previous
+
+        self._undo.append(undo)
+
+    def checkpoint(self) -> int:
+        return len(self._undo)
+
+    def rollback(self, checkpoint: int) -> None:
+        """Forget what a record staged: a refused record leaves no dedup entry and no task."""
+        while len(self._undo) > checkpoint:
+            self._undo.pop()()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +137,21 @@ class _Refused(Exception):  # noqa: N818 - control flow inside the router, never
         self.reason = reason
 
 
+CatchUp = Callable[[], Awaitable[None]]
+
+
+async def _nothing_to_catch_up() -> None:
+    return None
+
+
 class Router:
+    """Decides what one ingress record becomes; the transport moves the bytes.
+
+    `catch_up_directory` and `catch_up_tasks` read their compacted topic to its
+    current end (the transport's readers); the router calls them when a key is
+    unknown, since a clinic or task may have been written a moment ago.
+    """
+
     def __init__(
         self,
         topics: Topics,
@@ -102,6 +161,9 @@ class Router:
         dedup: DedupWindow,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        catch_up_directory: CatchUp = _nothing_to_catch_up,
+        catch_up_tasks: CatchUp = _nothing_to_catch_up,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.topics = topics
         self._tenants = tenants
@@ -109,9 +171,9 @@ class Router:
         self.tasks = tasks
         self.dedup = dedup
         self._clock = clock
-        # The transport says which topics exist: producing to a missing one
-        # would stall the whole batch, so such a message is refused instead.
-        self.topic_exists: Callable[[str], bool] = lambda _topic: True
+        self.catch_up_directory = catch_up_directory
+        self.catch_up_tasks = catch_up_tasks
+        self._max_bytes = max_message_bytes
 
     # -- the batch protocol -------------------------------------------------------
 
@@ -125,26 +187,75 @@ class Router:
     # -- one record -----------------------------------------------------------------
 
     async def route(self, rec: Incoming, batch: Batch) -> Routed:
+        """The verdict and outputs for one record. Raises only `KafkaError` (the transport retries)."""
         now = self._clock()
-        tenant_id = self.topics.tenant_of_ingress(rec.topic)
-        tenants = self._tenants()
-        tenant = tenants.get(tenant_id) if tenant_id else None
+        tenant_id: str | None = None
+        checkpoint = batch.checkpoint()
         try:
-            message = parse(rec.value or b"", rec.headers)
+            tenant_id = self.topics.tenant_of_ingress(rec.topic)
+            tenants = self._tenants()
+            tenant = tenants.get(tenant_id) if tenant_id else None
+            tenant_id = tenant.id if tenant else None
+            routed = await self._route(rec, batch, tenants, tenant_id, now)
+            routed = self._guarded(rec, batch, routed, tenant_id, now)
+        except KafkaError:
+            batch.rollback(checkpoint)
+            raise
+        except Exception as exc:  # noqa: BLE001  a bug or an odd record must not stop routing for everyone
+            routed = self._internal(rec, batch, tenant_id, exc, now)
+        if routed.verdict == "rejected":
+            batch.rollback(checkpoint)
+        return routed
+
+    async def _route(
+        self, rec: Incoming, batch: Batch, tenants: Tenants, tenant_id: str | None, now: datetime
+    ) -> Routed:
+        try:
+            check_record(rec.key, rec.value, rec.headers, max_bytes=self._max_bytes)
+            message = parse(rec.value, rec.headers, max_bytes=self._max_bytes)
         except ParseError as exc:
             stage = ErrorStage.PARSE if exc.stage == "parse" else ErrorStage.VALIDATE
-            return self._refuse(rec, None, tenant.id if tenant else None, _Refused(stage, exc.reason), now)
-        if tenant is None:
+            return self._refuse(rec, batch, None, tenant_id, _Refused(stage, exc.reason), now)
+        if tenant_id is None:
             # No replies topic exists for an unknown tenant: dead letter only.
             refusal = _Refused(
                 ErrorStage.AUTHENTICATE, f"ingress topic {rec.topic} belongs to no known tenant"
             )
-            return self._refuse(rec, message, None, refusal, now)
-        ctx = _Context(rec, message, tenant.id, tenants, batch, now)
+            return self._refuse(rec, batch, message, None, refusal, now)
+        ctx = _Context(rec, message, tenant_id, tenants, batch, now)
         try:
             return await self._admit_and_route(ctx)
         except _Refused as refusal:
-            return self._refuse(rec, message, tenant.id, refusal, now)
+            return self._refuse(rec, batch, message, tenant_id, refusal, now)
+
+    def _guarded(
+        self, rec: Incoming, batch: Batch, routed: Routed, tenant_id: str | None, now: datetime
+    ) -> Routed:
+        """Refuse a decision whose outputs name a topic that does not exist, rather than drop them."""
+        missing = next((o.topic for o in routed.outputs if not batch.topic_exists(o.topic)), None)
+        if missing is None:
+            return routed
+        if missing == self.topics.dlq:
+            # Nowhere to put even a dead letter: the transport must not commit past this record.
+            msg = f"topic {missing} does not exist (run `prik topics apply`)"
+            raise KafkaError(msg, retriable=True)
+        message = None if routed.verdict == "rejected" else _quiet_parse(rec, self._max_bytes)
+        refusal = _Refused(ErrorStage.ROUTE, f"topic {missing} does not exist")
+        return self._guarded(
+            rec, batch, self._refuse(rec, batch, message, tenant_id, refusal, now), None, now
+        )
+
+    def _internal(
+        self, rec: Incoming, batch: Batch, tenant_id: str | None, exc: Exception, now: datetime
+    ) -> Routed:
+        # The exception's type only: its message may quote the record (and a CPR with it).
+        refusal = _Refused(ErrorStage.INTERNAL, f"the router failed on this record ({type(exc).__name__})")
+        try:
+            return self._refuse(rec, batch, None, tenant_id, refusal, now)
+        except Exception:  # noqa: BLE001  even the receipt failed: the dead letter alone still tells
+            return Routed(
+                "rejected", "unknown", [dead_letter(self.topics, rec, refusal.stage, refusal.reason)]
+            )
 
     async def _admit_and_route(self, ctx: _Context) -> Routed:
         message, tenant = ctx.message, ctx.tenants.get(ctx.tenant_id)
@@ -155,7 +266,7 @@ class Router:
         dedup_key = (ctx.rec.topic, ctx.rec.partition, message.source, message.id)
         if not ctx.replayed and (dedup_key in ctx.batch.seen or self.dedup.seen(*dedup_key)):
             return Routed("duplicate", message.type)
-        ctx.batch.seen.add(dedup_key)
+        ctx.batch.see(dedup_key)
         if not isinstance(message, Receipt) and is_expired(message, ctx.now):
             return Routed("expired", message.type, [self._receipt(message, Outcome.EXPIRED, ctx.now)])
         if isinstance(message, Receipt):
@@ -167,8 +278,10 @@ class Router:
     async def _deliver(self, ctx: _Context) -> Routed:
         """Advisories and task requests: to the clinic's LPS, keyed by clinic SOR."""
         message = ctx.message
-        lps = await self._lps_of(message.recipient, ctx.tenants)
-        outputs = [Outgoing(self.topics.deliver(lps), (message.recipient or "").encode(), *_body(ctx.rec))]
+        lps = await self._lps_of(message.recipient, ctx)
+        outputs = [
+            Outgoing(self.topics.deliver(lps), (message.recipient or "").encode(), *_canonical(message))
+        ]
         if isinstance(message, TaskRequest):
             key = str(message.data.task_id)
             # A new task id is the normal case: reading the tasks topic to its end
@@ -188,25 +301,42 @@ class Router:
                 request_id=message.id,
                 updated_at=ctx.now,
             )
-            ctx.batch.tasks[key] = record
+            ctx.batch.stage_task(key, record)
             outputs.append(Outgoing(self.topics.tasks, key.encode(), record.to_bytes()))
         return Routed("routed", message.type, outputs)
 
-    async def _lps_of(self, recipient: str | None, tenants: Tenants) -> str:
-        entry = await self.directory.get_fresh(recipient) if recipient else None
+    async def _lps_of(self, recipient: str | None, ctx: _Context) -> str:
+        entry = await self._fresh(self.directory, recipient, self.catch_up_directory)
         if entry is None:
             raise _Refused(ErrorStage.ROUTE, "recipient clinic is not in the directory")
-        lps = tenants.get(entry.lps)
+        lps = ctx.tenants.get(entry.lps)
         if lps is None or lps.role is not Role.LPS:
             raise _Refused(ErrorStage.ROUTE, f"the clinic's LPS {entry.lps} is not a known lps tenant")
-        if not self.topic_exists(self.topics.deliver(entry.lps)):
+        if not ctx.batch.topic_exists(self.topics.deliver(entry.lps)):
             raise _Refused(ErrorStage.ROUTE, f"topic {self.topics.deliver(entry.lps)} does not exist")
         return entry.lps
+
+    @staticmethod
+    async def _fresh(table: Table[_Row], key: str | None, catch_up: CatchUp) -> _Row | None:
+        """The row, reading the table's topic to its end first when the key is unknown.
+
+        A task status can reach this instance before the record its request
+        wrote; a clinic can be loaded a moment before its first message.
+        """
+        if not key:
+            return None
+        row = table.get(key)
+        if row is None:
+            await catch_up()
+            row = table.get(key)
+        return row
 
     async def _task_status(self, ctx: _Context, message: TaskStatusUpdate) -> Routed:
         """Check the move against the task's state and its parties, then forward it."""
         key = str(message.data.task_id)
-        task = ctx.batch.tasks.get(key) or await self.tasks.get_fresh(key)
+        task = ctx.batch.tasks.get(key)
+        if task is None:
+            task = await self._fresh(self.tasks, key, self.catch_up_tasks)
         if task is None:
             raise _Refused(ErrorStage.TASK, f"unknown task {key}")
         if ctx.tenant_id == task.lps:
@@ -225,32 +355,32 @@ class Router:
         outputs = [Outgoing(self.topics.tasks, key.encode(), moved.to_bytes())]
         if party == "lps":
             replies = self.topics.replies(task.requester)
-            if ctx.tenants.get(task.requester) is None or not self.topic_exists(replies):
+            if ctx.tenants.get(task.requester) is None or not ctx.batch.topic_exists(replies):
                 raise _Refused(ErrorStage.ROUTE, f"the requester {task.requester} has no replies topic")
-            outputs.append(Outgoing(replies, key.encode(), *_body(ctx.rec)))
+            outputs.append(Outgoing(replies, key.encode(), *_canonical(message)))
             # The router hands the status to its final place itself, so it confirms it.
             outputs.append(self._receipt(message, Outcome.DELIVERED, ctx.now))
         else:
             # The LPS's consumer orders by clinic, so the forwarded status names it.
             addressed = message.model_copy(update={"recipient": task.recipient})
             deliver = self.topics.deliver(task.lps)
-            if not self.topic_exists(deliver):
+            if not ctx.batch.topic_exists(deliver):
                 raise _Refused(ErrorStage.ROUTE, f"topic {deliver} does not exist")
-            outputs.append(Outgoing(deliver, task.recipient.encode(), to_bytes(addressed), _STRUCTURED))
-        ctx.batch.tasks[key] = moved
+            outputs.append(Outgoing(deliver, task.recipient.encode(), *_canonical(addressed)))
+        ctx.batch.stage_task(key, moved)
         return Routed("forwarded", message.type, outputs)
 
     async def _forward_receipt(self, ctx: _Context, message: Receipt) -> Routed:
         """An LPS's receipt goes to the original sender, if that LPS serves the clinic."""
         data = message.data
-        entry = await self.directory.get_fresh(data.recipient) if data.recipient else None
+        entry = await self._fresh(self.directory, data.recipient, self.catch_up_directory)
         if entry is None or entry.lps != ctx.tenant_id:
             raise _Refused(ErrorStage.RECEIPT, f"lps {ctx.tenant_id} does not serve the receipt's recipient")
         sender = tenant_of_source(data.message_source)
         replies = self.topics.replies(sender) if sender else ""
-        if sender is None or ctx.tenants.get(sender) is None or not self.topic_exists(replies):
+        if sender is None or ctx.tenants.get(sender) is None or not ctx.batch.topic_exists(replies):
             raise _Refused(ErrorStage.RECEIPT, "the receipt's message_source is not a known tenant")
-        out = Outgoing(replies, data.message_id.encode(), *_body(ctx.rec))
+        out = Outgoing(replies, data.message_id.encode(), *_canonical(message))
         return Routed("forwarded", message.type, [out])
 
     # -- helpers ----------------------------------------------------------------------
@@ -269,15 +399,21 @@ class Router:
             now=now,
         )
 
-    def _refuse(
-        self, rec: Incoming, message: Message | None, tenant_id: str | None, refusal: _Refused, now: datetime
+    def _refuse(  # noqa: PLR0917  one call shape for every refusal path
+        self,
+        rec: Incoming,
+        batch: Batch,
+        message: Message | None,
+        tenant_id: str | None,
+        refusal: _Refused,
+        now: datetime,
     ) -> Routed:
         """A dead letter, and a `rejected` receipt to the sender where it has a replies topic."""
         outputs = [dead_letter(self.topics, rec, refusal.stage, refusal.reason)]
         message_type = message.type if message else _peek(rec, "type") or "unknown"
         # A receipt about a receipt would loop between router and LPS.
         replies = self.topics.replies(tenant_id) if tenant_id else None
-        if replies and self.topic_exists(replies) and message_type != MessageType.RECEIPT:
+        if replies and batch.topic_exists(replies) and message_type != MessageType.RECEIPT:
             message_id = (
                 message.id if message else _peek(rec, "id") or f"{rec.topic}:{rec.partition}:{rec.offset}"
             )
@@ -296,11 +432,16 @@ class Router:
         return Routed("rejected", message_type, outputs, stage=str(refusal.stage))
 
 
-def _body(rec: Incoming) -> tuple[bytes | None, tuple[tuple[str, bytes], ...]]:
-    """The value to forward: structured records as they came, binary ones re-encoded."""
-    if any(k == h.CE_SPECVERSION for k, _ in rec.headers):
-        return to_bytes(parse(rec.value or b"", rec.headers)), _STRUCTURED
-    return rec.value, _STRUCTURED
+def _canonical(message: Message) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+    """What the router forwards: the structured encoding of what it validated, never the sender's bytes."""
+    return to_bytes(message), _STRUCTURED
+
+
+def _quiet_parse(rec: Incoming, max_bytes: int) -> Message | None:
+    try:
+        return parse(rec.value, rec.headers, max_bytes=max_bytes)
+    except ParseError:
+        return None
 
 
 def _peek(rec: Incoming, attribute: str) -> str | None:

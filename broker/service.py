@@ -41,11 +41,19 @@ class RouterService:
         topics = settings.topics
         self.directory = DirectoryTable()
         self.tasks = TaskTable()
-        self.router = Router(topics, tenants, self.directory, self.tasks, DedupWindow())
-        self._readers = [
-            CompactedReader(settings.kafka, topics.directory, self.directory),
-            CompactedReader(settings.kafka, topics.tasks, self.tasks),
-        ]
+        directory_reader = CompactedReader(settings.kafka, topics.directory, self.directory)
+        tasks_reader = CompactedReader(settings.kafka, topics.tasks, self.tasks)
+        self._readers = [directory_reader, tasks_reader]
+        self.router = Router(
+            topics,
+            tenants,
+            self.directory,
+            self.tasks,
+            DedupWindow(),
+            catch_up_directory=directory_reader.catch_up,
+            catch_up_tasks=tasks_reader.catch_up,
+            max_message_bytes=settings.max_message_bytes,
+        )
         self._progress_every = progress_every
         self._metrics_port = settings.metrics_port
         self.metrics = RouterMetrics()

@@ -7,7 +7,7 @@ logged by key: an operator's typo must not stop routing for everyone.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Generic, TypeVar
 from uuid import UUID
@@ -49,8 +49,6 @@ class Table(Generic[V]):
         self.name = name
         self._decode = decode
         self._rows: dict[str, V] = {}
-        # Set by a reader that can read the topic to its end on demand.
-        self.catch_up: Callable[[], Awaitable[None]] | None = None
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -76,23 +74,6 @@ class Table(Generic[V]):
 
     def get(self, key: str) -> V | None:
         return self._rows.get(key)
-
-    async def get_fresh(self, key: str) -> V | None:
-        """The row, reading the topic to its end first when the key is unknown.
-
-        A task status can reach this instance before the record its request
-        wrote; a clinic can be loaded a moment before its first message.
-        """
-        row = self._rows.get(key)
-        if row is None:
-            await self.refresh()
-            row = self._rows.get(key)
-        return row
-
-    async def refresh(self) -> None:
-        """Read the topic to its current end, where a reader is attached."""
-        if self.catch_up is not None:
-            await self.catch_up()
 
     def __len__(self) -> int:
         return len(self._rows)

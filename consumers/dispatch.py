@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from contracts import Message, ParseError, parse
+from contracts.headers import normalise_headers
 from prik.logs import get_logger
 
 from .lanes import Admit, Lane, PartitionWork, clinic_of
@@ -25,6 +26,8 @@ from .stats import ConsumerStats
 __all__ = ["Dispatcher"]
 
 _log = get_logger("prik.consumers")
+# The lane of records whose clinic could not be read: they only ever become dead letters.
+_UNREADABLE_LANE = "unreadable"
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
@@ -107,20 +110,26 @@ class Dispatcher:
     def _accept(self, part: PartitionWork, record: ConsumerRecord[bytes, bytes]) -> None:
         message: Message | None = None
         error: ParseError | None = None
+        internal: str | None = None
         value: bytes = record.value if record.value is not None else b""
-        headers = [(name, bytes(value)) for name, value in (record.headers or ())]
-        if record.key is None:  # the lane follows the key; only a keyless record needs parsing first
-            message, error = _parse(value, headers)
-        clinic = clinic_of(record.key, message.recipient if message is not None else None)
+        try:
+            # Null header values are legal in Kafka and mean "absent".
+            headers = list(normalise_headers(record.headers))
+            if record.key is None:  # the lane follows the key; only a keyless record needs parsing first
+                message, error = _parse(value, headers)
+            clinic = clinic_of(record.key, message.recipient if message is not None else None)
+        except Exception as exc:  # noqa: BLE001  no record may stop the consumer: it becomes a dead letter
+            headers, clinic = [], _UNREADABLE_LANE
+            internal = f"the consumer failed on this record ({type(exc).__name__})"
         verdict = part.admit(record.offset, clinic, self._lane_limit)
         if verdict is Admit.SKIP:
             return
         if verdict is Admit.DEFER:
             self._stats.deferred += 1
             return
-        if record.key is not None:
+        if record.key is not None and internal is None:
             message, error = _parse(value, headers)
-        item = Record(part.tp, record.offset, record.key, value, headers, clinic, message, error)
+        item = Record(part.tp, record.offset, record.key, value, headers, clinic, message, error, internal)
         part.tracker.add(record.offset)
         self._stats.consumed += 1
         self._stats.in_flight[clinic] += 1
@@ -137,12 +146,20 @@ class Dispatcher:
                 record = lane.queue[0]
                 try:
                     final = await self._pipeline.finish(record, lane.phase)
-                except Exception:  # noqa: BLE001  logged with its traceback below
-                    # A bug must not silently stall the clinic: log it, back off, try again.
-                    _log.exception("delivery pipeline failed", clinic=lane.clinic, offset=record.offset)
-                    lane.phase.enter("error", 0.0)
-                    await asyncio.sleep(1.0)
-                    continue
+                except Exception as exc:  # noqa: BLE001  a bug must not become an outage
+                    # No traceback: its locals could hold the record, and with it patient data.
+                    _log.error(
+                        "delivery pipeline failed, dead-lettering the record",
+                        clinic=lane.clinic,
+                        offset=record.offset,
+                        error=type(exc).__name__,
+                    )
+                    final = await self._pipeline.finish_internally(record, lane.phase, exc)
+                    if not final:
+                        # Not even the dead letter could be written: back off, then try the record again.
+                        lane.phase.enter("error", 1.0)
+                        await asyncio.sleep(1.0)
+                        continue
                 if not final:
                     return
                 lane.queue.popleft()

@@ -15,9 +15,18 @@ import time
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+    UnsupportedVersionError,
+)
 from aiokafka.errors import KafkaError as AIOKafkaError
 
-from contracts import KafkaError
+from contracts import KafkaError, TooLargeError
 from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_producer, translate
 from prik.logs import get_logger
 from prik.settings import KafkaSettings
@@ -25,11 +34,25 @@ from prik.settings import KafkaSettings
 from .backoff import Backoff
 from .closing import bounded
 
-__all__ = ["Outbox"]
+__all__ = ["REFUSED_FOR_GOOD", "TOO_LARGE", "Outbox"]
 
 _log = get_logger("prik.consumers.outbox")
 
 Headers = Sequence[tuple[str, bytes]]
+
+TOO_LARGE: tuple[type[AIOKafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+)
+# Kafka refuses these for good: retrying would freeze the clinic's lane for ever.
+REFUSED_FOR_GOOD: tuple[type[AIOKafkaError], ...] = (
+    *TOO_LARGE,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    UnsupportedVersionError,
+)
 
 
 class Outbox:
@@ -78,7 +101,7 @@ class Outbox:
         topic: str,
         *,
         key: bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: Headers | None = None,
         timeout: float | None = None,  # noqa: ASYNC109  a budget for the retries, not one await
         abandon: asyncio.Event | None = None,
@@ -86,7 +109,8 @@ class Outbox:
         """Write one record and wait for Kafka's acknowledgement.
 
         Retries with backoff; raises `KafkaError` when `timeout` seconds pass, when
-        `abandon` is set between tries, or once the outbox is stopped.
+        `abandon` is set between tries, or once the outbox is stopped. What Kafka
+        refuses for good (too large, not authorised) raises at once, not retriable.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         attempt = 0
@@ -98,6 +122,11 @@ class Outbox:
             attempt += 1
             try:
                 await producer.send_and_wait(topic, value=value, key=key, headers=list(headers or ()))
+            except TOO_LARGE as exc:
+                msg = f"publishing to {topic}: Kafka refused the record as too large ({type(exc).__name__})"
+                raise TooLargeError(msg) from exc
+            except REFUSED_FOR_GOOD as exc:
+                raise translate(exc, f"publishing to {topic}") from exc
             except FATAL_PRODUCER_ERRORS as exc:
                 _log.warning("producer wedged, restarting it", topic=topic, error=type(exc).__name__)
                 await self._restart(producer)

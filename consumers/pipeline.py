@@ -26,16 +26,18 @@ from aiokafka.structs import TopicPartition
 from contracts import (
     STRUCTURED_CONTENT_TYPE,
     ErrorStage,
+    KafkaError,
     Message,
+    NotAuthorisedError,
     Outcome,
     ParseError,
     Receipt,
+    TooLargeError,
     effective_expiry,
     is_expired,
     to_bytes,
 )
 from contracts.headers import (
-    CE_SPECVERSION,
     CONTENT_TYPE,
     ERROR_REASON,
     ERROR_STAGE,
@@ -72,13 +74,16 @@ class Record:
     clinic: str
     message: Message | None
     error: ParseError | None = None
+    # Set when reading the record itself failed inside the consumer (stage `internal`).
+    internal: str | None = None
 
     def body(self) -> bytes:
-        """What the LPS receives: the envelope JSON as consumed (structured mode)."""
-        if self.message is not None and any(name.lower() == CE_SPECVERSION for name, _ in self.headers):
-            # A binary-mode record's value is only `data`; the webhook body is the whole envelope.
-            return to_bytes(self.message)
-        return self.value
+        """What the LPS receives: the canonical structured encoding of what was validated here.
+
+        Never the record's own bytes: a JSON reader at the LPS must see exactly what was checked.
+        """
+        assert self.message is not None  # noqa: S101  only messages that parsed are delivered
+        return to_bytes(self.message)
 
 
 @dataclass(slots=True)
@@ -174,8 +179,12 @@ class Pipeline:
             # The router writes only valid messages here, so this is a bug or a stray producer:
             # keep the bytes for an operator; with no trustworthy sender there is no receipt.
             error = record.error
-            stage = error.stage if error is not None else ErrorStage.PARSE.value
-            reason = error.reason if error is not None else "unreadable record"
+            if record.internal is not None:
+                stage, reason = ErrorStage.INTERNAL.value, record.internal
+            elif error is not None:
+                stage, reason = error.stage, error.reason
+            else:
+                stage, reason = ErrorStage.PARSE.value, "unreadable record"
             await self._dead_letter(record, phase, stage=stage, reason=reason)
             self._stats.dead_lettered += 1
             return
@@ -290,11 +299,12 @@ class Pipeline:
         *,
         attempts: int,
         reason: str | None,
+        stage: ErrorStage = ErrorStage.DELIVER,
     ) -> None:
         # The same checked, capped text in the dead letter, the receipt and the hook.
         reason = safe_reason(reason) if reason else None
         if outcome is Outcome.DEAD_LETTERED:
-            await self._dead_letter(record, phase, stage=ErrorStage.DELIVER.value, reason=reason or "")
+            await self._dead_letter(record, phase, stage=stage.value, reason=reason or "")
         receipt = build_receipt(
             self._lps, message, outcome, recipient=record.clinic, attempts=attempts, reason=reason
         )
@@ -330,6 +340,32 @@ class Pipeline:
                 )
             )
 
+    async def finish_internally(self, record: Record, phase: Phase, exc: Exception) -> bool:
+        """A bug met this record: dead-letter it (stage `internal`) and tell its sender, then go on.
+
+        False when even that could not be written (the record stays unfinished).
+        """
+        try:
+            await self._fail_internally(record, phase, exc)
+        except Exception:  # noqa: BLE001  the caller backs off and tries the record again
+            return False
+        finally:
+            phase.enter("idle", None)
+        return True
+
+    async def _fail_internally(self, record: Record, phase: Phase, exc: Exception) -> None:
+        # The exception's type only: its message may quote the record (and a CPR with it).
+        reason = f"the consumer failed on this record ({type(exc).__name__})"
+        message = record.message
+        if message is None or isinstance(message, Receipt):
+            await self._dead_letter(record, phase, stage=ErrorStage.INTERNAL.value, reason=reason)
+            self._stats.dead_lettered += 1
+            return
+        stage = ErrorStage.INTERNAL
+        await self._final(
+            record, message, phase, Outcome.DEAD_LETTERED, attempts=0, reason=reason, stage=stage
+        )
+
     async def _dead_letter(self, record: Record, phase: Phase, *, stage: str, reason: str) -> None:
         headers = [(name, value) for name, value in record.headers if name not in _ERROR_HEADERS]
         headers += [
@@ -340,14 +376,28 @@ class Pipeline:
             (ORIGINAL_OFFSET, str(record.offset).encode()),
         ]
         phase.enter("publish", self._publish_budget)
-        await self._publish(self._topics.dlq, key=record.key, value=record.value, headers=headers)
+        try:
+            await self._publish(self._topics.dlq, key=record.key, value=record.value, headers=headers)
+        except TooLargeError:
+            # The original does not fit next to the error headers: keep where it was instead.
+            _log.warning("dead letter too large, keeping its position only", offset=record.offset)
+            await self._publish(self._topics.dlq, key=None, value=None, headers=headers)
         self._stats.progress = datetime.now(UTC)
 
     async def _publish(
-        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
         try:
             await self._outbox.send(topic, key=key, value=value, headers=headers, abandon=self._stopping)
+        except TooLargeError:
+            raise
+        except (KafkaError, NotAuthorisedError) as exc:
+            if exc.retriable:
+                # Not written means not final: the record stays uncommitted and comes back.
+                raise _Abandoned from exc
+            # Refused for good (not authorised, no such topic): retrying would freeze the
+            # clinic's lane for ever. Say so loudly; health reports it.
+            self._stats.unwritable += 1
+            _log.error("kafka refused a write for good, going on", topic=topic, error=type(exc).__name__)
         except Exception as exc:
-            # Not written means not final: the record stays uncommitted and comes back.
             raise _Abandoned from exc

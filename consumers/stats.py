@@ -27,6 +27,8 @@ class ConsumerStats:
     deferred: int = 0
     refetches: int = 0
     paused_partitions: int = 0
+    # Receipts or dead letters Kafka refused for good (not authorised, too large): an operator's problem.
+    unwritable: int = 0
     endpoint_disabled: bool = False
     progress: datetime | None = None
     in_flight: Counter[str] = field(default_factory=Counter)
@@ -53,6 +55,7 @@ class ConsumerStats:
             "deferred": self.deferred,
             "refetches": self.refetches,
             "paused_partitions": self.paused_partitions,
+            "unwritable": self.unwritable,
             "endpoint": "disabled" if self.endpoint_disabled else "enabled",
             "in_flight": sum(self.in_flight.values()),
             "in_flight_per_clinic": dict(self.in_flight),

@@ -23,6 +23,7 @@ from contracts.errors import (
     NotAuthorisedError,
     ParseError,
     PrikError,
+    TooLargeError,
     TransitionError,
 )
 from contracts.examples import example_messages
@@ -40,6 +41,7 @@ from contracts.identifiers import (
     is_cpr,
     rfc3339,
 )
+from contracts.limits import MAX_MESSAGE_BYTES, check_record, check_unique_members
 from contracts.messages import (
     MessageKind,
     MessageType,
@@ -91,6 +93,7 @@ __all__ = [
     "INGRESS_PATTERN",
     "INGRESS_PREFIX",
     "INITIAL_STATUS",
+    "MAX_MESSAGE_BYTES",
     "MESSAGE_CLASSES",
     "RESERVED_TENANT_IDS",
     "ROUTER_SOURCE",
@@ -130,6 +133,7 @@ __all__ = [
     "Tenant",
     "TenantId",
     "Tenants",
+    "TooLargeError",
     "Topics",
     "TransitionError",
     "UtcDatetime",
@@ -137,7 +141,9 @@ __all__ = [
     "VideoQueueEvent",
     "VideoQueueNotice",
     "Ydernummer",
+    "check_record",
     "check_transition",
+    "check_unique_members",
     "contains_cpr",
     "deliver_topic",
     "dumps",

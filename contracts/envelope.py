@@ -14,6 +14,7 @@ from contracts.identifiers import STRICT_MODEL_CONFIG, Sor, UtcDatetime
 from contracts.messages import (
     MessageId,
     MessageType,
+    PartitionKey,
     Priority,
     ReceiptData,
     ReferralStatusData,
@@ -21,6 +22,8 @@ from contracts.messages import (
     Subject,
     TaskRequestData,
     TaskStatusData,
+    TraceParent,
+    TraceState,
     VideoQueueData,
 )
 
@@ -51,6 +54,10 @@ class Envelope(BaseModel):
     correlationid: MessageId | None = None
     priority: Priority = Priority.NORMAL
     subject: Subject | None = None
+    # The documented CloudEvents extensions prik carries to the LPS; any other is refused.
+    traceparent: TraceParent | None = None
+    tracestate: TraceState | None = None
+    partitionkey: PartitionKey | None = None
     data: BaseModel
 
     @model_validator(mode="after")

@@ -56,6 +56,10 @@ class KafkaError(PrikError, ConnectionError):
         self.retriable = retriable
 
 
+class TooLargeError(KafkaError):
+    """Kafka refused a record as too large: sending it again cannot help."""
+
+
 class NotAuthorisedError(PrikError, PermissionError):
     """A party tried something its role or grants do not allow."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 ERROR_STAGE = "prik-error-stage"
@@ -33,3 +34,27 @@ class ErrorStage(StrEnum):
     TASK = "task"
     RECEIPT = "receipt"
     DELIVER = "deliver"
+    # prik itself failed on the record (a bug, or input no rule foresaw): never the sender's fault alone.
+    INTERNAL = "internal"
+
+
+def normalise_headers(headers: Iterable[object] | None) -> tuple[tuple[str, bytes], ...]:
+    """Kafka headers as (text name, bytes value) pairs, whatever a client handed over.
+
+    A null value is legal in Kafka (aiokafka and librdkafka both send one) and means
+    the header is absent; so does anything that is not a (name, bytes) pair.
+    """
+    pairs: list[tuple[str, bytes]] = []
+    for item in headers or ():
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            continue
+        name, value = item
+        if isinstance(name, bytes | bytearray):
+            name = bytes(name).decode("utf-8", "replace")
+        if not isinstance(name, str):
+            continue
+        if isinstance(value, str):
+            value = value.encode("utf-8", "surrogatepass")
+        if isinstance(value, bytes | bytearray | memoryview):
+            pairs.append((name, bytes(value)))
+    return tuple(pairs)

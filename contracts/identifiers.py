@@ -25,6 +25,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from contracts.limits import MAX_YEAR, MIN_YEAR
+
 SOR_PATTERN = r"^[0-9]{11,18}$"
 KOMMUNEKODE_PATTERN = r"^[0-9]{3}$"
 YDERNUMMER_PATTERN = r"^[0-9]{1,9}$"
@@ -234,10 +236,15 @@ def _only_rfc3339_or_datetime(value: object) -> object:
 
 def _to_utc(value: datetime) -> datetime:
     try:
-        return value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:
+        utc = None
+    # Bounded so that expiry arithmetic (time + 15 min) can never overflow, and a
+    # message "from 1970" or "until 9999" is refused rather than silently kept.
+    if utc is None or not MIN_YEAR <= utc.year <= MAX_YEAR:
         kind = "datetime_range"
-        raise PydanticCustomError(kind, "date-time is out of range") from None
+        raise PydanticCustomError(kind, f"date-time must lie in the years {MIN_YEAR}-{MAX_YEAR}")
+    return utc
 
 
 def rfc3339(value: datetime) -> str:

@@ -127,6 +127,31 @@ Subject = Annotated[
     AfterValidator(_no_cpr),
 ]
 
+
+def _valid_traceparent(value: str) -> str:
+    version, trace_id, parent_id, _flags = value.split("-")
+    if version == "ff" or trace_id == "0" * 32 or parent_id == "0" * 16:
+        kind = "traceparent"
+        raise PydanticCustomError(kind, "traceparent: invalid version or all-zero id")
+    return value
+
+
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex.
+TraceParent = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"),
+    AfterValidator(_valid_traceparent),
+]
+"""The CloudEvents distributed-tracing extension `traceparent`."""
+
+TraceState = Annotated[str, StringConstraints(max_length=512, pattern=r"^[ -~]*$"), AfterValidator(_no_cpr)]
+"""The CloudEvents distributed-tracing extension `tracestate` (W3C, at most 512 characters)."""
+
+PartitionKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=ID_MAX_CHARS, pattern=ID_PATTERN), AfterValidator(_no_cpr)
+]
+"""The CloudEvents partitioning extension `partitionkey`; it may become a Kafka key, so no CPR."""
+
 Reference = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_CHARS, pattern=ID_PATTERN)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=TEXT_MAX_CHARS)]
 Description = Annotated[str, StringConstraints(min_length=1, max_length=DESCRIPTION_MAX_CHARS)]

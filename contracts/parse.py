@@ -8,7 +8,7 @@ dead-letter headers and receipts.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from pydantic import ValidationError
@@ -16,8 +16,9 @@ from pydantic import ValidationError
 from contracts.codec import dumps, loads
 from contracts.envelope import DEFAULT_DATACONTENTTYPE, MESSAGE_CLASSES, Envelope, Message
 from contracts.errors import ParseError
-from contracts.headers import CE_PREFIX, CE_SPECVERSION, CONTENT_TYPE
+from contracts.headers import CE_PREFIX, CE_SPECVERSION, CONTENT_TYPE, normalise_headers
 from contracts.identifiers import contains_cpr
+from contracts.limits import MAX_MESSAGE_BYTES, check_record, check_unique_members
 from contracts.messages import MessageType
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -26,6 +27,8 @@ Headers = Sequence[tuple[str, bytes]]
 
 _SAFE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _NUMBER_RUN_RE = re.compile(r"[0-9]{6}-?[0-9]{4}")
+# A sender needs the first problems to fix, not a list as long as its mistake.
+_MAX_REASONS = 3
 _MESSAGE_TYPES = frozenset(t.value for t in MessageType)
 # pydantic texts for these types quote characters of the input.
 _FIXED_TEXTS = {
@@ -46,10 +49,13 @@ def _safe_name(name: object) -> str:
 
 def _reason(exc: ValidationError) -> str:
     parts = []
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    for error in errors[:_MAX_REASONS]:
         loc = ".".join(_safe_name(part) for part in error["loc"])
         text = _FIXED_TEXTS.get(error["type"], error["msg"])
         parts.append(f"{loc}: {text}" if loc else text)
+    if len(errors) > _MAX_REASONS:
+        parts.append(f"and {len(errors) - _MAX_REASONS} more")
     # Last line of defence: no digit run shaped like a CPR leaves this module.
     return _NUMBER_RUN_RE.sub("<number>", "; ".join(parts))
 
@@ -65,18 +71,9 @@ def _text(name: str, value: object) -> str:
         raise ParseError(msg, stage="parse") from None
 
 
-def _binary_attributes(headers: Headers | None) -> dict[str, Any] | None:
+def _binary_attributes(headers: Headers) -> dict[str, Any] | None:
     """The CloudEvents attributes of a binary-mode record, or None for structured mode."""
-    if not headers:
-        return None
-    pairs: list[tuple[str, object]] = []
-    # Typed as pairs, but Kafka clients hand over whatever arrived: check, don't trust.
-    items: Sequence[object] = headers
-    for item in items:
-        if not isinstance(item, tuple | list) or len(item) != 2 or not isinstance(item[0], str):
-            msg = "headers must be (name, value) pairs with text names"
-            raise ParseError(msg, stage="parse")
-        pairs.append((item[0].lower(), item[1]))
+    pairs = [(name.lower(), raw) for name, raw in headers]
     if not any(name == CE_SPECVERSION for name, _ in pairs):
         return None
     attributes: dict[str, Any] = {}
@@ -123,16 +120,23 @@ def _validate(obj: dict[str, Any]) -> Message:
         raise ParseError(_reason(exc), stage="validate") from None
 
 
-def _parse(value: bytes, headers: Headers | None) -> Message:
+def _json(value: bytes) -> Any:  # noqa: ANN401  JSON may be any value
+    obj = loads(value)
+    check_unique_members(value, obj)
+    return obj
+
+
+def _parse(value: bytes, headers: Headers, max_bytes: int) -> Message:
+    check_record(None, value, headers, max_bytes=max_bytes)
     attributes = _binary_attributes(headers)
     if attributes is None:
-        obj = loads(value)
+        obj = _json(value)
         if not isinstance(obj, dict):
             msg = "message is not a JSON object"
             raise ParseError(msg, stage="parse")
         return _validate(obj)
     try:
-        data = loads(value)
+        data = _json(value)
     except ParseError as exc:
         msg = f"data: {exc.reason}"
         raise ParseError(msg, stage="parse") from None
@@ -140,13 +144,17 @@ def _parse(value: bytes, headers: Headers | None) -> Message:
     return _validate(attributes)
 
 
-def parse(value: bytes, headers: Headers | None = None) -> Message:
+def parse(
+    value: bytes | None, headers: Iterable[object] | None = None, *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Message:
     """Read one Kafka record as a prik message; binary mode when a `ce_specversion` header is present.
 
-    Raises only `ParseError`, whatever the bytes and headers.
+    Headers are taken as Kafka clients hand them over: null values count as absent.
+    A value over `max_bytes` is refused before it is read. Raises only `ParseError`,
+    whatever the bytes and headers.
     """
     try:
-        return _parse(value, headers)
+        return _parse(value if value is not None else b"", normalise_headers(headers), max_bytes)
     except ParseError:
         raise
     except Exception:  # noqa: BLE001  the promise is "only ParseError", even for a bug or odd input

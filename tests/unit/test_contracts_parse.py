@@ -74,8 +74,9 @@ subjects = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, m
 offsets = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))])
 # hypothesis takes naive bounds and attaches the zones itself.
 moments = st.datetimes(
-    min_value=datetime(1970, 1, 1),  # noqa: DTZ001  naive bound, see above
-    max_value=datetime(2200, 1, 1),  # noqa: DTZ001  naive bound, see above
+    # DESIGN.md bounds times to the years 2000-2099; a day inside them leaves room for the offsets.
+    min_value=datetime(2000, 1, 2),  # noqa: DTZ001  naive bound, see above
+    max_value=datetime(2099, 12, 30),  # noqa: DTZ001  naive bound, see above
     timezones=offsets,
 )
 patients = st.builds(Patient, cpr=cpr_texts().map(Cpr))
@@ -316,10 +317,9 @@ def test_binary_conflicts_and_oddities() -> None:
         parse(value, [*headers, ("ce_colour", b"red")])
     with pytest.raises(ParseError, match=r"<name>: Extra inputs"):
         parse(value, [*headers, ("ce_0101901234", b"x")])
-    with pytest.raises(ParseError, match="pairs"):
-        parse(value, [*headers, ("x",)])  # type: ignore[list-item]
-    with pytest.raises(ParseError, match="no byte value"):
-        parse(value, [*headers, ("ce_subject", None)])  # type: ignore[list-item]
+    # A header that is not a (name, bytes) pair, or has a null value, counts as absent.
+    assert parse(value, [*headers, ("x",)]) == parse(value, headers)
+    assert parse(value, [*headers, ("ce_subject", None)]).subject is None
 
 
 # --- structured failures ---------------------------------------------------------------------
@@ -351,7 +351,7 @@ def test_odd_inputs_are_parse_errors() -> None:
     with pytest.raises(ParseError):
         parse(b"{}", 42)  # type: ignore[arg-type]
     with pytest.raises(ParseError):
-        parse(b"{}", [42])  # type: ignore[list-item]
+        parse(b"{}", [42])
 
 
 def test_many_errors_are_joined_and_capped() -> None:

@@ -72,7 +72,7 @@ def test_header_names() -> None:
     assert h.ORIGINAL_OFFSET == "prik-original-offset"
     assert h.CONTENT_TYPE == "content-type"
     assert [s.value for s in ErrorStage] == [
-        "parse", "validate", "authenticate", "authorise", "route", "task", "receipt", "deliver",
+        "parse", "validate", "authenticate", "authorise", "route", "task", "receipt", "deliver", "internal",
     ]  # fmt: skip
 
 
