@@ -141,6 +141,11 @@ class WebhookDeliverer:
             raise RuntimeError(msg)
         headers = self.secrets.sign(delivery.message.id, delivery.body)
         headers["content-type"] = "application/json"
+        if delivery.message.traceparent is not None:
+            # W3C Trace Context: the LPS's own tracing continues the sender's trace.
+            headers["traceparent"] = delivery.message.traceparent
+            if delivery.message.tracestate is not None:
+                headers["tracestate"] = delivery.message.tracestate
         try:
             # No redirects: a signed POST must not silently turn into something else.
             async with self._session.post(

@@ -183,3 +183,20 @@ def test_other_urls_are_refused_without_being_quoted(url: str) -> None:
     message = str(caught.value)
     assert "\n" not in message
     assert "example.org" not in message
+
+
+async def test_a_traced_message_carries_its_traceparent_to_the_lps() -> None:
+    secret = generate_secret()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    plain = _delivery()
+    traced_message = plain.message.model_copy(update={"traceparent": traceparent, "tracestate": "prik=1"})
+    traced = Delivery(traced_message, to_bytes(traced_message), CLINIC, 1)
+    async with receiver(secret) as lps:
+        await _deliver(lps.url, [secret], traced)
+        await _deliver(lps.url, [secret], plain)
+    with_trace, without_trace = lps.headers
+    assert with_trace["traceparent"] == traceparent
+    assert with_trace["tracestate"] == "prik=1"
+    assert "traceparent" not in without_trace
+    # The body the signature covers carries it too: the envelope is what was validated.
+    assert lps.verified == [plain.message.id, plain.message.id]
