@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from broker.dlq import DeadLetter, list_dead_letters, replay_dead_letters
+from broker.dlq import DeadLetter, Skipped, list_dead_letters, replay_dead_letters
 from contracts import ConfigError
 from prik.settings import load_settings
 
@@ -29,7 +30,8 @@ app.add_typer(dlq_app, name="dlq")
 def list_(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Show only the newest N.")] = None,
 ) -> None:
-    """Show dead letters: stage, reason, message id and type, and where the original record was.
+    """Show dead letters: stage, reason, message id and type, where the original record was,
+    and whether `prik dlq replay` can use it (as far as the letter's headers tell).
 
     On a terminal a table; piped, one tab-separated line per dead letter.
 
@@ -42,18 +44,24 @@ def list_(
         return
     console = Console()
     if not console.is_terminal:
-        # Piped: one tab-separated line each, for grep and cut.
+        # Piped: one tab-separated line each, for grep and cut; the replay column comes last.
         for d in letters:
-            where = f"{d.original_topic}[{d.original_partition}]@{d.original_offset}"
-            typer.echo("\t".join((d.stage, d.reason, d.message_id or "-", d.message_type or "-", where)))
+            fields = (d.stage, d.reason, d.message_id or "-", d.message_type or "-", d.where, _replayable(d))
+            typer.echo("\t".join(fields))
         return
     table = Table(title=f"{len(letters)} dead letter(s) in {settings.topics.dlq}")
-    for column in ("stage", "reason", "message id", "type", "original position"):
+    for column in ("stage", "reason", "message id", "type", "original position", "replay"):
         table.add_column(column, overflow="fold")
     for d in letters:
-        where = f"{d.original_topic}[{d.original_partition}]@{d.original_offset}"
-        table.add_row(d.stage, d.reason, d.message_id or "-", d.message_type or "-", where)
+        # Text, not str: a letter's headers are anyone's text, and rich would read `[...]` as markup.
+        cells = (d.stage, d.reason, d.message_id or "-", d.message_type or "-", d.where, _replayable(d))
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
+
+
+def _replayable(letter: DeadLetter) -> str:
+    """What the letter's headers alone say: `ok`, or why `prik dlq replay` would skip it."""
+    return f"no: {letter.problem}" if letter.problem else "ok"
 
 
 @dlq_app.command("replay")
@@ -65,13 +73,19 @@ def replay(
         bool, typer.Option("--all", help="Replay every dead letter not replayed by an earlier --all.")
     ] = False,
 ) -> None:
-    """Put dead letters back through ingress: the router checks them again from the start.
+    """Put the originals of dead letters back where they came from.
 
-    A router dead letter goes back to the ingress topic it came from; a consumer's goes to its
-    sender's ingress topic. Replays pass the router's duplicate window on purpose. --all remembers
-    how far it got (consumer group <prefix>-dlq-replay) and never sends a letter twice; --id
-    always sends the letters of that id. Fix the cause
-    first (the directory, the tenants file, the endpoint), then, for example:
+    A letter is only a pointer: the original record is read back from the topic,
+    partition and offset the letter names, and that record (key, value, headers) is
+    republished, never the letter's own bytes. A router dead letter goes back to its
+    ingress topic, where the router checks it again from the start; a consumer's goes
+    back to its delivery topic. A letter that names no ingress or delivery topic, an
+    original that is gone, or an original the letter does not match is skipped with
+    the reason. Replays pass the router's duplicate window on purpose. --all
+    remembers how far it got (consumer group <prefix>-dlq-replay) and never sends a
+    letter twice; --id always sends the letters of that id. Exit 1 when a letter was
+    skipped. Fix the cause first (the directory, the tenants file, the endpoint), then,
+    for example:
 
         prik dlq replay --id 7d1c6f6e-2f0e-4a6e-9b1d-3f0e1c2a9b10
     """
@@ -83,15 +97,18 @@ def replay(
     def chosen(letter: DeadLetter) -> bool:
         return all_ or letter.message_id == message_id
 
-    replayed, skipped = asyncio.run(
-        replay_dead_letters(settings.kafka, settings.topics, chosen, only_new=all_)
+    def skipped(skip: Skipped) -> None:
+        typer.echo(skip.line(), err=True)
+
+    report = asyncio.run(
+        replay_dead_letters(settings.kafka, settings.topics, chosen, only_new=all_, on_skip=skipped)
     )
-    for letter in skipped:
-        typer.echo(f"skipped {letter.message_id or '-'}: no ingress topic to replay it to", err=True)
-    if replayed == 0 and not skipped:
+    if not report.replayed and not report.skipped:
         if all_:
             typer.echo(f"nothing left to replay in {settings.topics.dlq}")
             return
         typer.echo(f"no dead letter with id {message_id} in {settings.topics.dlq}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"replayed {replayed} dead letter(s)")
+    typer.echo(report.summary())
+    if report.failed:
+        raise typer.Exit(1)
