@@ -4,6 +4,18 @@ No Docker engine and no download site: Maven resolves the pinned broker once
 into a cache folder; the JVM then runs detached from the caller, with its log
 and pid in the data folder, so `prik kafka start` can return and `stop` or
 `status` can find it again from another process.
+
+Secure mode (DESIGN.md "Tenant isolation on Kafka"): every listener is
+SASL_SSL, so no port a client can reach takes an unauthenticated connection
+(pitfalls #18: the controller port speaks the admin protocol too).
+- CLIENT: SCRAM-SHA-512; clients and the inter-broker traffic (as `broker`).
+- CONTROLLER: PLAIN with one static user, `broker`: SCRAM credentials live in
+  the metadata log, which a controller cannot read before its quorum runs, so
+  Kafka supports only static mechanisms there.
+The authorizer is StandardAuthorizer with allow.everyone.if.no.acl.found=false;
+`admin` (operators) and `broker` (the nodes themselves) are the super users,
+both made at format time. Once a data folder is formatted secure it never
+starts otherwise.
 """
 
 from __future__ import annotations
@@ -18,12 +30,31 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from contracts import ConfigError, KafkaError, codec
+from prik.settings import KafkaSettings
 
+from .credentials import new_password, read_password, write_private
 from .readiness import wait_until_ready
+from .tls import TlsFiles, ensure_tls
 
-__all__ = ["KAFKA_VERSION", "KafkaStatus", "LocalKafka", "LocalKafkaConfig", "default_data_dir", "free_port"]
+__all__ = [
+    "BROKER_USER",
+    "KAFKA_VERSION",
+    "SUPER_USER",
+    "KafkaStatus",
+    "LocalKafka",
+    "LocalKafkaConfig",
+    "default_data_dir",
+    "free_port",
+]
+
+# The operators' super user, and the nodes' own principal (also a super user:
+# the controller authorises forwarded admin requests as the broker that sent them).
+SUPER_USER = "admin"
+BROKER_USER = "broker"
+SCRAM_MECHANISM: Final = "SCRAM-SHA-512"
 
 _KAFKA_DIR = Path(__file__).parent / "kafka"
 _POM = _KAFKA_DIR / "pom.xml"
@@ -59,6 +90,8 @@ class LocalKafkaConfig:
     heap_mb: int = 512
     lib_dir: Path | None = None
     java: str | None = None
+    # SASL_SSL + SCRAM + ACLs; a data folder formatted secure stays secure whatever this says.
+    secure: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -71,6 +104,8 @@ class KafkaStatus:
     bootstrap: str | None
     pid: int | None
     data_dir: Path
+    secure: bool = False
+    controller_port: int | None = None
 
 
 def _port_free(port: int) -> bool:
@@ -116,6 +151,44 @@ class LocalKafka:
     @property
     def log_file(self) -> Path:
         return self._data_dir / "logs" / "server.log"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self._data_dir / f"{SUPER_USER}.password"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls.ca_cert
+
+    @property
+    def tls(self) -> TlsFiles:
+        return TlsFiles(self._data_dir / "tls")
+
+    @property
+    def _broker_password_file(self) -> Path:
+        return self._data_dir / f"{BROKER_USER}.password"
+
+    def _formatted(self) -> bool:
+        return (self._data_dir / "data" / "meta.properties").exists()
+
+    @property
+    def secure(self) -> bool:
+        """Whether this data folder runs (or will run) in secure mode."""
+        return self._config.secure or self.admin_password_file.exists()
+
+    def client_settings(self, bootstrap: str | None = None) -> KafkaSettings:
+        """How an operator (`admin`) connects: TLS against this broker's CA, SCRAM as admin."""
+        address = bootstrap or self._config.bootstrap
+        if not self.secure:
+            return KafkaSettings(bootstrap=address)
+        return KafkaSettings(
+            bootstrap=address,
+            security_protocol="SASL_SSL",
+            sasl_mechanism=SCRAM_MECHANISM,
+            username=SUPER_USER,
+            password_file=self.admin_password_file,
+            ca_file=self.ca_file,
+        )
 
     # -- jars -----------------------------------------------------------------
 
@@ -180,10 +253,59 @@ class LocalKafka:
     def status(self) -> KafkaStatus:
         state = self._read_state()
         if state and _is_kafka_process(state.get("pid", -1)):
-            return KafkaStatus(True, f"127.0.0.1:{state['port']}", state["pid"], self._data_dir)
-        return KafkaStatus(False, None, None, self._data_dir)
+            return KafkaStatus(
+                True,
+                f"127.0.0.1:{state['port']}",
+                state["pid"],
+                self._data_dir,
+                secure=bool(state.get("secure", 0)),
+                controller_port=state.get("controller_port"),
+            )
+        return KafkaStatus(False, None, None, self._data_dir, secure=self.secure)
 
     # -- start / stop -----------------------------------------------------------
+
+    def _listener_properties(self, port: int, controller_port: int) -> dict[str, str]:
+        if not self.secure:
+            return {
+                "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "controller.listener.names": "CONTROLLER",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            }
+        broker = read_password(self._broker_password_file)
+        tls = self.tls
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+        return {
+            "listeners": f"CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            "inter.broker.listener.name": "CLIENT",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CLIENT:SASL_SSL,CONTROLLER:SASL_SSL",
+            "listener.name.client.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            f"listener.name.client.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+                f'{scram} required username="{BROKER_USER}" password="{broker}";'
+            ),
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            # The one account the controller knows: the nodes' own.
+            "listener.name.controller.plain.sasl.jaas.config": (
+                f'{plain} required username="{BROKER_USER}" password="{broker}" '
+                f'user_{BROKER_USER}="{broker}";'
+            ),
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(tls.keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls.ca_cert),
+            "ssl.endpoint.identification.algorithm": "https",
+            "ssl.client.auth": "none",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{SUPER_USER};User:{BROKER_USER}",
+        }
 
     def _write_properties(self, port: int, controller_port: int) -> Path:
         data = self._data_dir / "data"
@@ -191,11 +313,7 @@ class LocalKafka:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            **self._listener_properties(port, controller_port),
             "log.dirs": str(data),
             "num.partitions": "3",
             "offsets.topic.replication.factor": "1",
@@ -212,11 +330,19 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
         }
         path = self._data_dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        # Secure mode puts the broker's own password and key password in it.
+        write_private(path, "".join(f"{k}={v}\n" for k, v in props.items()))
         return path
 
+    def _prepare_secrets(self) -> None:
+        """First secure start: passwords for `admin` and `broker`, the CA and the broker's keystore."""
+        for path in (self.admin_password_file, self._broker_password_file):
+            if not path.exists():
+                write_private(path, new_password() + "\n")
+        ensure_tls(self.tls.folder)
+
     def _format(self, java: str, lib: Path, properties: Path) -> None:
-        if (self._data_dir / "data" / "meta.properties").exists():
+        if self._formatted():
             return
         classpath = f"{lib}/*"
         cluster_id = subprocess.run(  # noqa: S603 - fixed argv, no shell
@@ -225,24 +351,23 @@ class LocalKafka:
             text=True,
             check=True,
         ).stdout.strip()
-        result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [
-                java,
-                "-cp",
-                classpath,
-                "kafka.tools.StorageTool",
-                "format",
-                "--standalone",
-                "-t",
-                cluster_id,
-                "-c",
-                str(properties),
-                "--ignore-formatted",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        arguments = ["format", "--standalone", "-t", cluster_id, "-c", str(properties), "--ignore-formatted"]
+        for user, path in ((SUPER_USER, self.admin_password_file), (BROKER_USER, self._broker_password_file)):
+            if self.secure:
+                credential = f"{SCRAM_MECHANISM}=[name={user},password={read_password(path)}]"
+                arguments += ["--add-scram", credential]
+        # StorageTool reads `@file` as more arguments, one per line: the passwords stay out of `ps`.
+        args_file = self._data_dir / "format.args"
+        write_private(args_file, "".join(f"{a}\n" for a in arguments))
+        try:
+            result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [java, "-cp", classpath, "kafka.tools.StorageTool", f"@{args_file}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        finally:
+            args_file.unlink(missing_ok=True)
         if result.returncode != 0:
             lines = (result.stdout + result.stderr).strip().splitlines() or ["no output"]
             msg = f"formatting Kafka storage in {self._data_dir} failed: {lines[-1]}"
@@ -252,8 +377,11 @@ class LocalKafka:
         """Start the broker (or find it running) and return its bootstrap address."""
         current = self.status()
         if current.running and current.bootstrap is not None:
-            wait_until_ready(current.bootstrap, timeout)
+            wait_until_ready(current.bootstrap, timeout, kafka=self.client_settings(current.bootstrap))
             return current.bootstrap
+        if self._config.secure and self._formatted() and not self.admin_password_file.exists():
+            msg = f"{self._data_dir} holds a broker made without --secure: give --secure a new --data-dir"
+            raise ConfigError(msg)
         port = self._config.port
         if not _port_free(port):
             msg = f"port {port} is taken by another process: choose another with --port"
@@ -263,6 +391,8 @@ class LocalKafka:
         self._data_dir.mkdir(parents=True, exist_ok=True)
         (self._data_dir / "logs").mkdir(exist_ok=True)
         controller_port = free_port()
+        if self.secure:
+            self._prepare_secrets()
         properties = self._write_properties(port, controller_port)
         self._format(java, lib, properties)
         heap = f"{self._config.heap_mb}m"
@@ -294,11 +424,19 @@ class LocalKafka:
             )
         self._process = process
         self._state_path().write_bytes(
-            codec.dumps({"pid": process.pid, "port": port, "controller_port": controller_port}),
+            codec.dumps(
+                {
+                    "pid": process.pid,
+                    "port": port,
+                    "controller_port": controller_port,
+                    "secure": int(self.secure),
+                }
+            ),
         )
         bootstrap = self._config.bootstrap
         try:
-            wait_until_ready(bootstrap, timeout, alive=lambda: process.poll() is None)
+            alive = lambda: process.poll() is None  # noqa: E731 - a one-line liveness check
+            wait_until_ready(bootstrap, timeout, alive=alive, kafka=self.client_settings(bootstrap))
         except KafkaError:
             self._kill(process.pid)
             process.wait()

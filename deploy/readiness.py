@@ -12,12 +12,16 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError as AIOKafkaError
 
 from contracts import KafkaError
+from prik.settings import KafkaSettings
 
 __all__ = ["probe_metadata", "wait_until_ready"]
 
 
-async def probe_metadata(bootstrap: str, within: float = 2.0) -> bool:
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(within * 1000))
+async def probe_metadata(bootstrap: str, within: float = 2.0, kafka: KafkaSettings | None = None) -> bool:
+    """Whether `bootstrap` answers a metadata request; `kafka` supplies TLS and SASL for a secure broker."""
+    options = kafka.client_options() if kafka is not None else {}
+    options["bootstrap_servers"] = bootstrap
+    client = AIOKafkaClient(**options, request_timeout_ms=int(within * 1000))
     # A refused connection is the expected answer while a broker starts: not an error to log.
     logger = logging.getLogger("aiokafka")
     level = logger.level
@@ -37,6 +41,7 @@ def wait_until_ready(
     bootstrap: str,
     timeout: float,
     alive: Callable[[], bool] | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> None:
     """Block until `bootstrap` answers a metadata request, or raise KafkaError."""
     deadline = time.monotonic() + timeout
@@ -44,7 +49,7 @@ def wait_until_ready(
         if alive is not None and not alive():
             msg = f"the Kafka broker for {bootstrap} exited during start-up (see its server.log)"
             raise KafkaError(msg)
-        if asyncio.run(probe_metadata(bootstrap)):
+        if asyncio.run(probe_metadata(bootstrap, kafka=kafka)):
             return
         time.sleep(0.25)
     msg = f"the Kafka broker at {bootstrap} did not answer within {timeout:.0f}s"

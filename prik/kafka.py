@@ -1,34 +1,49 @@
-"""aiokafka clients with prik's safe defaults, and errors translated at the edge.
+"""Kafka clients with prik's safe defaults, and errors translated at the edge.
 
 Every producer is idempotent with acks=all; every consumer commits manually,
 says where to start explicitly and reads only committed transactional data.
+aiokafka carries the data; confluent-kafka's admin client only does what
+aiokafka's cannot (ACLs and SCRAM users, for `prik topics apply` in secure mode).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
+    SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
     UnknownTopicOrPartitionError,
 )
+from aiokafka.errors import KafkaError as AIOKafkaError
+from confluent_kafka import KafkaError as ConfluentError
+from confluent_kafka import KafkaException as ConfluentException
+from confluent_kafka.admin import AdminClient
 
 from contracts import KafkaError, NotAuthorisedError
 
+from .logs import get_logger
 from .settings import KafkaSettings
 
 __all__ = [
     "FATAL_PRODUCER_ERRORS",
     "admin_client",
+    "confluent_admin",
+    "confluent_errors",
     "kafka_errors",
+    "login_works",
     "make_consumer",
     "make_producer",
     "translate",
@@ -82,10 +97,20 @@ def make_consumer(
     )
 
 
+_NOT_AUTHORISED: tuple[type[AIOKafkaError], ...] = (
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
+
+
 def translate(exc: AIOKafkaError, doing: str) -> KafkaError | NotAuthorisedError:
     """An aiokafka error as a prik error with one readable line."""
     name = type(exc).__name__
-    if isinstance(exc, TopicAuthorizationFailedError | TransactionalIdAuthorizationFailed):
+    if isinstance(exc, SaslAuthenticationFailed):
+        return NotAuthorisedError(f"{doing}: Kafka refused the login (wrong user name or password)")
+    if isinstance(exc, _NOT_AUTHORISED):
         return NotAuthorisedError(f"{doing}: not authorised ({name})")
     if isinstance(exc, UnknownTopicOrPartitionError):
         return KafkaError(f"{doing}: topic does not exist (run `prik topics apply`)")
@@ -113,3 +138,102 @@ async def admin_client(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClien
         yield admin
     finally:
         await admin.close()
+
+
+async def login_works(kafka: KafkaSettings, within: float = 10.0) -> bool:
+    """Whether the first bootstrap broker accepts `kafka`'s user name and password.
+
+    False only for a refused login; any other failure (the broker is down, TLS
+    does not verify) is a prik error, so a wrong CA never reads as a wrong password.
+    """
+    options = kafka.client_options()
+    host, _, port = str(options.pop("bootstrap_servers")).split(",")[0].strip().rpartition(":")
+    with kafka_errors(f"logging in to Kafka at {host}:{port} as {kafka.username}"):
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, int(port), request_timeout_ms=int(within * 1000), **options), within
+            )
+        except SaslAuthenticationFailed:
+            return False
+        except (OSError, TimeoutError) as exc:
+            msg = f"logging in to Kafka at {host}:{port}: {exc}"
+            raise KafkaError(msg, retriable=True) from exc
+    conn.close()
+    return True
+
+
+# -- confluent-kafka (librdkafka) ------------------------------------------------
+
+# Kafka error codes that mean "who you are may not do this", or "who you are is not known".
+_CONFLUENT_REFUSALS = frozenset(
+    {
+        ConfluentError.TOPIC_AUTHORIZATION_FAILED,
+        ConfluentError.GROUP_AUTHORIZATION_FAILED,
+        ConfluentError.CLUSTER_AUTHORIZATION_FAILED,
+        ConfluentError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        ConfluentError.DELEGATION_TOKEN_AUTHORIZATION_FAILED,
+        ConfluentError.SASL_AUTHENTICATION_FAILED,
+        ConfluentError._AUTHENTICATION,  # noqa: SLF001 - librdkafka's local error codes start with "_"
+    }
+)
+_CONFLUENT_TIMEOUTS = frozenset(
+    {ConfluentError._TIMED_OUT, ConfluentError._TRANSPORT}  # noqa: SLF001 - librdkafka's local error codes
+)
+
+
+def _confluent_error(error: object) -> tuple[int | None, str, bool]:
+    if isinstance(error, ConfluentError):
+        return error.code(), error.str() or error.name(), bool(error.retriable())
+    return None, str(error) or type(error).__name__, False
+
+
+def translate_confluent(exc: BaseException, doing: str) -> KafkaError | NotAuthorisedError:
+    """A confluent-kafka error (a KafkaException, or a KafkaError from a future) as one prik line."""
+    inner = exc.args[0] if isinstance(exc, ConfluentException) and exc.args else exc
+    code, text, retriable = _confluent_error(inner)
+    if code in _CONFLUENT_REFUSALS:
+        return NotAuthorisedError(f"{doing}: not authorised ({text})")
+    if code in _CONFLUENT_TIMEOUTS:
+        return KafkaError(f"{doing}: Kafka did not answer ({text})", retriable=True)
+    return KafkaError(f"{doing}: {text}", retriable=retriable)
+
+
+@contextlib.contextmanager
+def confluent_errors(doing: str) -> Iterator[None]:
+    """Translate confluent-kafka errors raised inside the block into prik errors."""
+    try:
+        yield
+    except ConfluentException as exc:
+        raise translate_confluent(exc, doing) from exc
+
+
+class _ToStructlog(logging.Handler):
+    """librdkafka's log lines into prik's structured log, never straight onto the user's terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log = get_logger("librdkafka")
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            log.error("librdkafka", detail=message)
+        elif record.levelno >= logging.WARNING:
+            log.warning("librdkafka", detail=message)
+        else:
+            log.debug("librdkafka", detail=message)
+
+
+def _librdkafka_logger() -> logging.Logger:
+    logger = logging.getLogger("prik.librdkafka")
+    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
+        logger.addHandler(_ToStructlog())
+        # Its warnings repeat every retry of a refused connection; errors still show.
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+    return logger
+
+
+def confluent_admin(kafka: KafkaSettings, timeout: float = 30.0) -> AdminClient:
+    """confluent-kafka's AdminClient on the same connection settings as every other client."""
+    return AdminClient(
+        {**kafka.confluent_config(), "client.id": "prik-admin", "socket.timeout.ms": int(timeout * 1000)},
+        logger=_librdkafka_logger(),
+    )

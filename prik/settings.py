@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts import ConfigError, Topics
@@ -27,6 +27,13 @@ class KafkaSettings(BaseModel):
     password_file: Path | None = None
     # The CA that signed the brokers' certificates (`prik kafka start --secure`: <data-dir>/tls/ca.pem).
     ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _sasl_has_a_login(self) -> KafkaSettings:
+        if self.sasl and (not self.username or (self.password is None and self.password_file is None)):
+            msg = "SASL_SSL needs PRIK_KAFKA__USERNAME and PRIK_KAFKA__PASSWORD or PRIK_KAFKA__PASSWORD_FILE"
+            raise ValueError(msg)
+        return self
 
     @property
     def sasl(self) -> bool:
@@ -73,8 +80,8 @@ class KafkaSettings(BaseModel):
                 "sasl.password": self.secret() or "",
                 "ssl.endpoint.identification.algorithm": "https",
             }
-            if self.ca_file is not None:
-                config["ssl.ca.location"] = str(self.ca_file)
+            # Without a CA file, "probe" finds the system's CAs where the wheel's own OpenSSL would not.
+            config["ssl.ca.location"] = str(self.ca_file) if self.ca_file is not None else "probe"
         return config
 
 

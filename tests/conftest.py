@@ -4,6 +4,11 @@ Where the broker comes from, in order: `PRIK_TEST_KAFKA=host:port`; else
 testcontainers' Kafka when a Docker engine answers; else the local runner
 (Maven Central jars, a JVM on a free loopback port), started once and stopped
 after the session.
+
+The secure tier (`tests/secure/`) has a broker of its own, `secure_kafka`:
+`prik kafka start --secure` on a free port, once per session. While working on
+it, `PRIK_TEST_SECURE_KAFKA_DIR=<data dir>` reuses a secure broker already
+running from that folder (and leaves it running).
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import re
 import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from deploy import LocalKafka, LocalKafkaConfig, free_port, wait_until_ready
+from prik.settings import KafkaSettings
 
 
 def _docker_answers() -> bool:
@@ -59,6 +66,62 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     bootstrap = runner.start(timeout=120)
     try:
         yield bootstrap
+    finally:
+        runner.stop()
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    """A running `prik kafka start --secure` broker, and how to reach it."""
+
+    runner: LocalKafka
+    bootstrap: str
+    controller_port: int
+    # One folder of password files for the whole session: SCRAM users are
+    # cluster-wide, so every test world must agree on each user's password.
+    credentials: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.runner.ca_file
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.runner.admin_password_file
+
+    def admin(self) -> KafkaSettings:
+        return self.runner.client_settings(self.bootstrap)
+
+    def as_user(self, user: str) -> KafkaSettings:
+        """A client of `user`, its password read from the session's credentials folder."""
+        return KafkaSettings(
+            bootstrap=self.bootstrap,
+            security_protocol="SASL_SSL",
+            username=user,
+            password_file=self.credentials / f"{user}.password",
+            ca_file=self.ca_file,
+        )
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    given = os.environ.get("PRIK_TEST_SECURE_KAFKA_DIR")
+    credentials = tmp_path_factory.mktemp("credentials")
+    if given:
+        runner = LocalKafka(LocalKafkaConfig(data_dir=Path(given), secure=True))
+        status = runner.status()
+        if not status.running or status.bootstrap is None or status.controller_port is None:
+            pytest.fail(f"PRIK_TEST_SECURE_KAFKA_DIR={given}: no secure broker runs from there")
+        yield SecureKafka(runner, status.bootstrap, status.controller_port, credentials)
+        return
+    runner = LocalKafka(
+        LocalKafkaConfig(data_dir=tmp_path_factory.mktemp("secure-kafka"), port=free_port(), secure=True)
+    )
+    bootstrap = runner.start(timeout=120)
+    try:
+        controller_port = runner.status().controller_port
+        assert controller_port is not None
+        yield SecureKafka(runner, bootstrap, controller_port, credentials)
     finally:
         runner.stop()
 
