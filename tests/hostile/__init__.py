@@ -1,0 +1,1 @@
+"""Hostile input for prik: a corpus generator shared by the unit and the real-Kafka campaigns."""
