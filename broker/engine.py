@@ -24,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 from contracts import ErrorStage, KafkaError
 from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_consumer, make_producer
 from prik.logs import get_logger
+from prik.quarantine import read_one
 from prik.settings import KafkaSettings
 
 from .metrics import RouterMetrics
@@ -129,6 +130,14 @@ class TransactionalEngine:
         self._consumer.subscribe(pattern=self.router.topics.ingress_pattern, listener=_Listener(self))
         # Pattern subscription keeps metadata of every topic fresh (metadata_max_age_ms).
         self._cluster = self._consumer._client.cluster  # noqa: SLF001 - aiokafka has no public metadata view
+        dlq = self.router.topics.dlq
+        if dlq not in self._cluster.topics():
+            with kafka_errors("reading the cluster's topics"):
+                await self._consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+        if dlq not in self._cluster.topics():
+            # Without it a refused record has nowhere to go: routing would stall at the first one.
+            msg = f"topic {dlq} does not exist (run `prik topics apply`)"
+            raise KafkaError(msg)
 
     async def rebuild_dedup(self, partitions: list[TopicPartition]) -> None:
         if self._consumer is not None:
@@ -157,12 +166,21 @@ class TransactionalEngine:
         failures = 0
         while not self._stopping.is_set():
             generation = self.generation
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
-            if not batches:
+            undecodable = False
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+            except AIOKafkaError:
+                raise
+            except Exception as exc:  # noqa: BLE001  see prik/quarantine.py: aiokafka cannot decode a record
+                _log.warning("router.undecodable_record", error=type(exc).__name__)
+                batches, undecodable = {}, True
+            if not batches and not undecodable:
                 continue
             try:
                 async with self.lock:
-                    if generation != self.generation:
+                    if undecodable:
+                        await self._quarantine()
+                    elif generation != self.generation:
                         # Fetched across a rebalance: read again from what is committed.
                         await self._rewind(batches)
                         _log.info("router.batch_refetched", records=sum(len(r) for r in batches.values()))
@@ -183,7 +201,43 @@ class TransactionalEngine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
 
-    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _quarantine(self) -> None:
+        """Route, through librdkafka, the next record of the partition aiokafka cannot decode.
+
+        Each call moves that partition on by one record, so a poisoned producer
+        batch is worked through record by record, and every record in it (the
+        poison a dead letter, its neighbours routed as usual) is committed once.
+        """
+        assert self._consumer is not None  # noqa: S101 - start() precedes run()
+        consumer = self._consumer
+        assigned = sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition))
+        ends = await consumer.end_offsets(assigned) if assigned else {}
+        for tp in assigned:
+            position = await consumer.position(tp)
+            if position >= ends.get(tp, 0):
+                continue  # nothing to read there, so nothing to fail on
+            try:
+                # All of what is there: the poison may lie behind records that decode fine.
+                await consumer.getmany(tp, timeout_ms=5_000, max_records=self._max_batch)
+            except AIOKafkaError:
+                raise
+            except Exception:  # noqa: BLE001  this is the partition: its fetch cannot be decoded
+                record = await read_one(self._kafka, tp.topic, tp.partition, position)
+                consumer.seek(tp, position)
+                if record is not None:
+                    _log.warning(
+                        "router.quarantined_record",
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=record.offset,
+                    )
+                    await self._process({tp: [record]})
+                    consumer.seek(tp, record.offset + 1)
+                return
+            # Only probed: read it again in order with the rest.
+            consumer.seek(tp, position)
+
+    async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         # A rebalance between fetch and lock may have taken partitions away:
         # their records are the new owner's now.

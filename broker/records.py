@@ -20,6 +20,8 @@ class Incoming:
     key: bytes | None
     value: bytes | None
     headers: Headers = ()
+    # Why the client could not read this record's headers (see prik/quarantine.py), if it could not.
+    unreadable: str | None = None
 
     @classmethod
     def from_record(cls, record: Any) -> Incoming:  # noqa: ANN401 - aiokafka and FastStream records alike
@@ -32,6 +34,7 @@ class Incoming:
             key=bytes(key) if isinstance(key, bytes | bytearray | memoryview) else None,
             value=bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None,
             headers=normalise_headers(record.headers),
+            unreadable=getattr(record, "unreadable", None),
         )
 
 

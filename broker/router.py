@@ -210,6 +210,8 @@ class Router:
     async def _route(
         self, rec: Incoming, batch: Batch, tenants: Tenants, tenant_id: str | None, now: datetime
     ) -> Routed:
+        if rec.unreadable is not None:
+            return self._refuse(rec, batch, None, tenant_id, _Refused(ErrorStage.PARSE, rec.unreadable), now)
         try:
             check_record(rec.key, rec.value, rec.headers, max_bytes=self._max_bytes)
             message = parse(rec.value, rec.headers, max_bytes=self._max_bytes)

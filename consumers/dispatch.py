@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError as AIOKafkaError
@@ -18,6 +19,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from contracts import Message, ParseError, parse
 from contracts.headers import normalise_headers
 from prik.logs import get_logger
+from prik.quarantine import RawRecord
 
 from .lanes import Admit, Lane, PartitionWork, clinic_of
 from .pipeline import Pipeline, Record
@@ -59,6 +61,7 @@ class Dispatcher:
         lane_limit: int,
         commit_interval: float,
         commit_timeout: float,
+        read_raw: Callable[[str, int, int], Awaitable[RawRecord | None]] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._stats = stats
@@ -69,6 +72,8 @@ class Dispatcher:
         self._commit_interval = commit_interval
         self._commit_timeout = commit_timeout
         self._commit_lock = asyncio.Lock()
+        # Reads one record aiokafka cannot decode through librdkafka (prik/quarantine.py).
+        self._read_raw = read_raw
         self.consumer: AIOKafkaConsumer | None = None
         self.parts: dict[TopicPartition, PartitionWork] = {}
         self.heartbeat = time.monotonic()
@@ -92,6 +97,11 @@ class Dispatcher:
                 _log.warning("fetch failed, will retry", error=type(exc).__name__, failures=failures)
                 await asyncio.sleep(min(5.0, 0.2 * 2**failures))
                 continue
+            except Exception as exc:  # noqa: BLE001  aiokafka cannot decode a record: see prik/quarantine.py
+                _log.warning("a record could not be decoded, reading it apart", error=type(exc).__name__)
+                if not await self._quarantine(consumer):
+                    await asyncio.sleep(1.0)
+                continue
             failures = 0
             self.heartbeat = time.monotonic()
             for tp, records in batches.items():
@@ -107,15 +117,50 @@ class Dispatcher:
                 await self.commit(list(self.parts.values()))
                 next_commit = time.monotonic() + self._commit_interval
 
-    def _accept(self, part: PartitionWork, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _quarantine(self, consumer: AIOKafkaConsumer) -> bool:
+        """Take the next record of the partition aiokafka cannot decode through librdkafka.
+
+        True when one was taken (it becomes a dead letter or is delivered like any other).
+        """
+        parts = [part for part in self.parts.values() if not part.paused]
+        tps = [part.tp for part in parts]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        for part in parts:
+            position = await consumer.position(part.tp)
+            if position >= ends.get(part.tp, 0):
+                continue
+            try:
+                # All of what is there: the poison may lie behind records that decode fine.
+                await consumer.getmany(part.tp, timeout_ms=5_000, max_records=500)
+            except AIOKafkaError:
+                raise
+            except Exception:  # noqa: BLE001  this is the partition: its fetch cannot be decoded
+                raw = (
+                    None
+                    if self._read_raw is None
+                    else await self._read_raw(part.tp.topic, part.tp.partition, position)
+                )
+                consumer.seek(part.tp, position)
+                if raw is None:
+                    return False
+                self._accept(part, raw)
+                consumer.seek(part.tp, raw.offset + 1)
+                return True
+            consumer.seek(part.tp, position)
+        return False
+
+    def _accept(self, part: PartitionWork, record: ConsumerRecord[bytes, bytes] | RawRecord) -> None:
         message: Message | None = None
         error: ParseError | None = None
         internal: str | None = None
+        unreadable = getattr(record, "unreadable", None)
         value: bytes = record.value if record.value is not None else b""
         try:
             # Null header values are legal in Kafka and mean "absent".
             headers = list(normalise_headers(record.headers))
-            if record.key is None:  # the lane follows the key; only a keyless record needs parsing first
+            if unreadable is not None:
+                error = ParseError(unreadable, stage="parse")
+            elif record.key is None:  # the lane follows the key; only a keyless record needs parsing first
                 message, error = _parse(value, headers)
             clinic = clinic_of(record.key, message.recipient if message is not None else None)
         except Exception as exc:  # noqa: BLE001  no record may stop the consumer: it becomes a dead letter
@@ -127,7 +172,7 @@ class Dispatcher:
         if verdict is Admit.DEFER:
             self._stats.deferred += 1
             return
-        if record.key is not None and internal is None:
+        if record.key is not None and internal is None and unreadable is None:
             message, error = _parse(value, headers)
         item = Record(part.tp, record.offset, record.key, value, headers, clinic, message, error, internal)
         part.tracker.add(record.offset)

@@ -13,6 +13,7 @@ the same webhook-id. Under `run()`, a second SIGINT/SIGTERM abandons the shutdow
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import time
 import uuid
@@ -29,6 +30,7 @@ from contracts.parse import STRUCTURED_CONTENT_TYPE
 from contracts.topics import Topics
 from prik.kafka import kafka_errors, make_consumer
 from prik.logs import get_logger
+from prik.quarantine import read_one
 from prik.settings import KafkaSettings
 
 from .backoff import Backoff
@@ -126,6 +128,7 @@ class ClinicConsumer:
             lane_limit=lane_limit,
             commit_interval=commit_interval,
             commit_timeout=close_timeout,
+            read_raw=functools.partial(read_one, kafka),
         )
         if task_secret is None and isinstance(deliverer, WebhookDeliverer):
             task_secret = deliverer.secrets

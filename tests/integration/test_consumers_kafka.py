@@ -506,3 +506,43 @@ async def test_killed_consumer_loses_nothing_and_duplicates_keep_their_id(env: E
         outcomes.setdefault(rec.data.message_id, set()).add(rec.id)
     assert set(outcomes) == {m.id for m in messages}
     assert all(len(ids) == 1 for ids in outcomes.values())
+
+
+async def test_records_aiokafka_cannot_decode_or_with_null_headers_do_not_stop_the_consumer(env: Env) -> None:
+    """kcat writes a header name that is not UTF-8 (aiokafka then fails the fetch); others send nulls."""
+    clinic = CLINICS[3]
+    before, after, nulled = notice(clinic), notice(clinic), notice(clinic)
+    poison = notice(clinic)
+    await env.produce(before)
+    done = subprocess.run(
+        [
+            *(b"kcat", b"-b", env.kafka.bootstrap.encode(), b"-P", b"-t", env.topics.deliver(LPS).encode()),
+            *(b"-k", clinic.encode(), b"-H", b"bad-\xff-name=x"),
+        ],
+        input=to_bytes(poison) + b"\n",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    producer = make_producer(env.kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            env.topics.deliver(LPS),
+            value=to_bytes(nulled),
+            key=clinic.encode(),
+            headers=[("content-type", None), ("x-null", None)],
+        )
+    finally:
+        await producer.stop()
+    await env.produce(after)
+    async with ReferenceLps() as lps, env.consumer(lps) as consumer:
+        receipts = {r.data.message_id: r.data.outcome for _, r in await env.receipts(3)}
+        (letter,) = await env.dead_letters(1)
+        assert consumer.stats.consumed >= 4
+    assert receipts == {m.id: Outcome.DELIVERED for m in (before, nulled, after)}
+    headers = dict(letter.headers)
+    assert headers[ERROR_STAGE] == b"parse"
+    assert headers[ERROR_REASON] == b"a header name is not valid UTF-8"
+    assert letter.value == to_bytes(poison)

@@ -15,6 +15,7 @@ import pytest
 from contracts import Outcome, Receipt, TaskStatusUpdate, contains_cpr, parse, to_bytes
 from contracts import headers as h
 from deploy import free_port
+from deploy.topics import apply_topics
 from producers import Publisher, build
 from producers.reading import partitions_of, read_records
 
@@ -367,3 +368,62 @@ async def _wait_for_any(world: World, topics: list[str], within: float = 60) -> 
             ends = await consumer.end_offsets(partitions)
     finally:
         await consumer.stop()
+
+
+async def test_a_header_name_aiokafka_cannot_decode_does_not_stop_the_router(
+    world: World, router: RouterProcess
+) -> None:
+    """librdkafka (kcat) writes header names that are not UTF-8; aiokafka then fails on the whole fetch.
+
+    Two such records share one producer batch, so each must still get its own
+    outcome; what comes before and after is routed as usual.
+    """
+    ingress = world.topics.ingress("minlaege-video")
+    before = build.video_queue_notice("minlaege-video", CLINIC, event="joined", queue_entry_id="b-1")
+    poisons = [
+        build.video_queue_notice("minlaege-video", CLINIC, event="left", queue_entry_id=f"p-{i}", cpr=CPR)
+        for i in range(2)
+    ]
+    after = build.video_queue_notice("minlaege-video", CLINIC, event="called", queue_entry_id="a-1")
+
+    def kcat(values: list[bytes], *headers: bytes) -> None:
+        done = subprocess.run(
+            ["kcat", "-b", world.kafka.bootstrap, "-P", "-t", ingress, "-k", CLINIC, *headers],
+            input=b"\n".join(values) + b"\n",
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    kcat([to_bytes(before)])
+    kcat([to_bytes(m) for m in poisons], b"-H", b"bad-\xff-name=x")
+    kcat([to_bytes(after)])
+
+    delivered = await world.wait_for(world.topics.deliver("lps-xmo"), 2)
+    assert sorted(m.id for m in delivered if m) == sorted([before.id, after.id])
+    deadline = time.monotonic() + 60
+    while len(letters := [headers for _, _, headers in await world.read(world.topics.dlq)]) < 2:
+        assert time.monotonic() < deadline, "the undecodable records were not dead-lettered"
+        await asyncio.sleep(0.3)
+    assert len(letters) == 2
+    for letter in letters:
+        assert letter[h.ERROR_STAGE] == b"parse"
+        assert letter[h.ERROR_REASON] == b"a header name is not valid UTF-8"
+    assert len({letter[h.ORIGINAL_OFFSET] for letter in letters}) == 2
+    assert router.process is not None
+    assert router.process.poll() is None
+    assert CPR.encode() not in router.output()
+
+
+async def test_the_router_refuses_to_start_without_its_dead_letter_or_tasks_topic(world: World) -> None:
+    from prik.kafka import admin_client  # noqa: PLC0415 - only this test removes topics
+
+    for topic in (world.topics.dlq, world.topics.tasks):
+        async with admin_client(world.kafka) as admin:
+            await admin.delete_topics([topic])
+        done = world.prik("broker", "run", "--instance", "no-topic", timeout=120)
+        assert done.returncode == 1, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last == f"prik: error: topic {topic} does not exist (run `prik topics apply`)"
+        await apply_topics(world.kafka, world.topics, world.tenants)
