@@ -9,9 +9,11 @@ from .router import Batch, Routed, Router
 from .service import RouterService
 from .tables import DirectoryTable, TaskRecord, TaskTable
 from .tenancy import TenantsFile
+from .tokens import DEVELOPMENT_TOKENS, RouteTokens, tokens_from_settings
 
 __all__ = [
     "DEFAULT_DEDUP_WINDOW",
+    "DEVELOPMENT_TOKENS",
     "Batch",
     "CompactedReader",
     "DedupWindow",
@@ -19,6 +21,7 @@ __all__ = [
     "EngineStats",
     "Incoming",
     "Outgoing",
+    "RouteTokens",
     "Routed",
     "Router",
     "RouterService",
@@ -27,4 +30,5 @@ __all__ = [
     "TenantsFile",
     "TransactionalEngine",
     "build_app",
+    "tokens_from_settings",
 ]

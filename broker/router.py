@@ -53,6 +53,7 @@ from .dedup import DedupWindow
 from .outputs import dead_letter, receipt
 from .records import Incoming, Outgoing
 from .tables import DirectoryTable, Table, TaskRecord, TaskTable
+from .tokens import DEVELOPMENT_TOKENS, RouteTokens
 
 __all__ = ["Batch", "Routed", "Router", "Verdict"]
 
@@ -164,6 +165,7 @@ class Router:
         catch_up_directory: CatchUp = _nothing_to_catch_up,
         catch_up_tasks: CatchUp = _nothing_to_catch_up,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        tokens: RouteTokens = DEVELOPMENT_TOKENS,
     ) -> None:
         self.topics = topics
         self._tenants = tenants
@@ -174,6 +176,7 @@ class Router:
         self.catch_up_directory = catch_up_directory
         self.catch_up_tasks = catch_up_tasks
         self._max_bytes = max_message_bytes
+        self.tokens = tokens
 
     # -- the batch protocol -------------------------------------------------------
 
@@ -281,9 +284,7 @@ class Router:
         """Advisories and task requests: to the clinic's LPS, keyed by clinic SOR."""
         message = ctx.message
         lps = await self._lps_of(message.recipient, ctx)
-        outputs = [
-            Outgoing(self.topics.deliver(lps), (message.recipient or "").encode(), *_canonical(message))
-        ]
+        outputs = [self._delivery(lps, (message.recipient or "").encode(), message)]
         if isinstance(message, TaskRequest):
             key = str(message.data.task_id)
             # A new task id is the normal case: reading the tasks topic to its end
@@ -368,16 +369,17 @@ class Router:
             deliver = self.topics.deliver(task.lps)
             if not ctx.batch.topic_exists(deliver):
                 raise _Refused(ErrorStage.ROUTE, f"topic {deliver} does not exist")
-            outputs.append(Outgoing(deliver, task.recipient.encode(), *_canonical(addressed)))
+            outputs.append(self._delivery(task.lps, task.recipient.encode(), addressed))
         ctx.batch.stage_task(key, moved)
         return Routed("forwarded", message.type, outputs)
 
     async def _forward_receipt(self, ctx: _Context, message: Receipt) -> Routed:
-        """An LPS's receipt goes to the original sender, if that LPS serves the clinic."""
+        """An LPS's receipt goes to the original sender, if the router delivered that message to that LPS."""
         data = message.data
-        entry = await self._fresh(self.directory, data.recipient, self.catch_up_directory)
-        if entry is None or entry.lps != ctx.tenant_id:
-            raise _Refused(ErrorStage.RECEIPT, f"lps {ctx.tenant_id} does not serve the receipt's recipient")
+        token = next((v for k, v in ctx.rec.headers if k == h.ROUTE), None)
+        if not self.tokens.valid(token, data.message_id, data.message_source, ctx.tenant_id):
+            reason = f"lps {ctx.tenant_id} sent a receipt without a valid {h.ROUTE} for that message"
+            raise _Refused(ErrorStage.AUTHORISE, reason)
         sender = tenant_of_source(data.message_source)
         replies = self.topics.replies(sender) if sender else ""
         if sender is None or ctx.tenants.get(sender) is None or not ctx.batch.topic_exists(replies):
@@ -386,6 +388,11 @@ class Router:
         return Routed("forwarded", message.type, [out])
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _delivery(self, lps: str, key: bytes, message: Message) -> Outgoing:
+        value, headers = _canonical(message)
+        token = self.tokens.make(message.id, message.source, lps)
+        return Outgoing(self.topics.deliver(lps), key, value, (*headers, (h.ROUTE, token)))
 
     def _receipt(self, message: Message, outcome: Outcome, now: datetime) -> Outgoing:
         # Only reached for an authenticated source, whose tenant has a replies topic.

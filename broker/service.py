@@ -20,6 +20,7 @@ from .metrics import RouterMetrics
 from .reader import CompactedReader
 from .router import Router
 from .tables import DirectoryTable, TaskTable
+from .tokens import DEVELOPMENT_TOKENS, tokens_from_settings
 
 __all__ = ["RouterService"]
 
@@ -53,6 +54,7 @@ class RouterService:
             catch_up_directory=directory_reader.catch_up,
             catch_up_tasks=tasks_reader.catch_up,
             max_message_bytes=settings.max_message_bytes,
+            tokens=tokens_from_settings(settings),
         )
         self._progress_every = progress_every
         self._metrics_port = settings.metrics_port
@@ -95,6 +97,8 @@ class RouterService:
         if self._metrics_port is not None:
             self.metrics.serve(self._metrics_port)
         self._started = True
+        if self.router.tokens is DEVELOPMENT_TOKENS:
+            _log.warning("router.development_route_key", hint="set PRIK_ROUTE_KEY_FILE before production")
         _log.info("router.started", clinics=len(self.directory), tasks=len(self.tasks))
 
     def request_stop(self) -> None:

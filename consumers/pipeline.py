@@ -44,6 +44,7 @@ from contracts.headers import (
     ORIGINAL_OFFSET,
     ORIGINAL_PARTITION,
     ORIGINAL_TOPIC,
+    ROUTE,
 )
 from contracts.topics import Topics
 from prik.logs import get_logger
@@ -313,7 +314,7 @@ class Pipeline:
             self._topics.ingress(self._lps),
             key=message.id.encode(),
             value=to_bytes(receipt),
-            headers=[(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode())],
+            headers=[(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode()), *_route_of(record)],
         )
         self._stats.receipts += 1
         self._stats.count(outcome)
@@ -401,3 +402,8 @@ class Pipeline:
             _log.error("kafka refused a write for good, going on", topic=topic, error=type(exc).__name__)
         except Exception as exc:
             raise _Abandoned from exc
+
+
+def _route_of(record: Record) -> list[tuple[str, bytes]]:
+    """The router's `prik-route` token of the delivery, echoed so the router accepts the receipt."""
+    return [(name, value) for name, value in record.headers if name == ROUTE][:1]

@@ -13,6 +13,8 @@ ORIGINAL_OFFSET = "prik-original-offset"
 CONTENT_TYPE = "content-type"
 # Set by `prik dlq replay`: the router lets a replayed record past its dedup window.
 REPLAY = "prik-replay"
+# On every delivery record, echoed on the LPS's receipt: the router's proof it delivered it there.
+ROUTE = "prik-route"
 
 # CloudEvents Kafka protocol binding: binary-mode attributes are `ce_<attribute>` headers.
 CE_PREFIX = "ce_"
