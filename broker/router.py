@@ -258,9 +258,8 @@ class Router:
         try:
             return self._refuse(rec, batch, None, tenant_id, refusal, now)
         except Exception:  # noqa: BLE001  even the receipt failed: the dead letter alone still tells
-            return Routed(
-                "rejected", "unknown", [dead_letter(self.topics, rec, refusal.stage, refusal.reason)]
-            )
+            letter = dead_letter(self.topics, rec, refusal.stage, refusal.reason)
+            return Routed("rejected", "unknown", [letter], stage=str(refusal.stage))
 
     async def _admit_and_route(self, ctx: _Context) -> Routed:
         message, tenant = ctx.message, ctx.tenants.get(ctx.tenant_id)
