@@ -36,12 +36,15 @@ class TaskRecord(BaseModel):
     status: TaskStatus
     request_id: str
     updated_at: UtcDatetime
+    # Counts the task's moves: the order of its records, whatever the clocks of the
+    # router instances that wrote them (ownership moves between instances).
+    version: int = 0
 
     def to_bytes(self) -> bytes:
         return codec.dumps(self.model_dump(mode="json"))
 
     def moved(self, status: TaskStatus, at: datetime) -> TaskRecord:
-        return self.model_copy(update={"status": status, "updated_at": at})
+        return self.model_copy(update={"status": status, "updated_at": at, "version": self.version + 1})
 
 
 class Table(Generic[V]):
@@ -103,4 +106,4 @@ class TaskTable(Table[TaskRecord]):
     def _accept(self, current: TaskRecord | None, new: TaskRecord) -> bool:
         # The router puts a task's new state here as soon as its batch commits;
         # the reader then replays older records of the same task. Never go back.
-        return current is None or new.updated_at >= current.updated_at
+        return current is None or (new.version, new.updated_at) >= (current.version, current.updated_at)
