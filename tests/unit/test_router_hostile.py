@@ -173,6 +173,10 @@ def test_outputs_are_well_formed_and_carry_no_cpr_outside_data(
         assert len(dead) == (1 if result.verdict == "rejected" else 0)
         for out in result.outputs:
             assert all(isinstance(k, str) and isinstance(v, bytes) for k, v in out.headers)
+            # aiokafka refuses to send a record with neither (an AssertionError, not a Kafka error).
+            assert out.key is not None or out.value is not None, (
+                f"an output to {out.topic} with no key or value"
+            )
             assert not cpr_leaks(out.key or b""), f"CPR in the key of an output to {out.topic}"
             if out.topic == TOPICS.dlq:
                 headers = dict(out.headers)
@@ -296,6 +300,7 @@ def test_arbitrary_records_never_raise_and_get_exactly_one_verdict(record: Hosti
         assert all(o.topic != TOPICS.dlq for o in result.outputs)
     for out in result.outputs:
         assert all(isinstance(v, bytes) for _, v in out.headers)
+        assert out.key is not None or out.value is not None, "aiokafka cannot send a record with neither"
 
 
 def _now() -> bytes:
