@@ -1,111 +1,29 @@
-"""Each routing rule, in memory, through the FastStream app and `TestKafkaBroker`."""
+"""Each routing rule, in memory, on two transports: FastStream's `TestKafkaBroker` and `Router` + `Batch`.
+
+The `harness` fixture (tests/inmemory/conftest.py) runs every test here once
+through the FastStream app (`faststream`) and once against the bare router
+(`direct`), so a rule holds whatever moves the bytes.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
-
-from broker import build_app
 from contracts import (
     Message,
     Outcome,
     Receipt,
-    Topics,
     codec,
     contains_cpr,
     parse,
-    parse_tenants,
     to_binary,
     to_bytes,
 )
 from contracts import headers as h
-from prik.settings import Settings
 from producers import build
-
-TENANTS = parse_tenants((Path(__file__).parent.parent / "data" / "tenants.toml").read_text())
-CLINIC = "123456789012"
-OTHER_CLINIC = "223456789012"
-UNKNOWN_CLINIC = "999999999999"
-CPR = "0101901234"
-
-
-@dataclass
-class Captured:
-    # The raw records FastStream hands over: ConsumerRecord-like, untyped.
-    records: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
-
-    def values(self, topic: str) -> list[bytes]:
-        return [r.value for r in self.records[topic]]
-
-    def messages(self, topic: str) -> list[Message]:
-        return [parse(v) for v in self.values(topic)]
-
-    def header(self, topic: str, name: str, index: int = -1) -> str:
-        value: bytes = dict(self.records[topic][index].headers)[name]
-        return value.decode()
-
-
-@dataclass
-class Harness:
-    broker: KafkaBroker
-    topics: Topics
-    seen: Captured
-
-    async def send(self, tenant: str, message: Message, *, binary: bool = False) -> None:
-        if binary:
-            value, headers = to_binary(message)
-            hdrs = {k: v.decode() for k, v in headers}
-        else:
-            value, hdrs = to_bytes(message), {"content-type": "application/cloudevents+json"}
-        await self.broker.publish(value, self.topics.ingress(tenant), key=b"k", headers=hdrs)
-
-    async def send_raw(self, tenant: str, value: bytes) -> None:
-        await self.broker.publish(value, self.topics.ingress(tenant), key=b"k")
-
-    def receipts(self, tenant: str) -> list[Receipt]:
-        return [m for m in self.seen.messages(self.topics.replies(tenant)) if isinstance(m, Receipt)]
-
-
-@pytest.fixture
-async def harness(unique: str) -> AsyncIterator[Harness]:
-    settings = Settings(topic_prefix=f"mem-{unique}")
-    topics = settings.topics
-    _app, broker, _router = build_app(settings, lambda: TENANTS)
-    seen = Captured()
-    outputs = [
-        topics.deliver("lps-xmo"),
-        topics.deliver("lps-other"),
-        topics.dlq,
-        *(topics.replies(t) for t in TENANTS.ids),
-    ]
-    for topic in outputs:
-        broker.subscriber(topic)(_capture_into(seen))
-
-    async with TestKafkaBroker(broker) as test_broker:
-        for sor, lps in ((CLINIC, "lps-xmo"), (OTHER_CLINIC, "lps-other")):
-            await test_broker.publish(
-                codec.dumps({"lps": lps, "name": None, "ydernummer": None}),
-                topics.directory,
-                key=sor.encode(),
-            )
-        yield Harness(test_broker, topics, seen)
-
-
-def _capture_into(seen: Captured) -> Callable[[KafkaMessage], Awaitable[None]]:
-    # FastStream reads a handler's parameters as the message body: keep only `msg`.
-    async def capture(msg: KafkaMessage) -> None:
-        record: Any = msg.raw_message
-        seen.records[record.topic].append(record)
-
-    return capture
+from tests.inmemory.harness import CLINIC, CPR, OTHER_CLINIC, UNKNOWN_CLINIC, Harness
 
 
 def lps_receipt(lps: str, message: Message) -> Receipt:
@@ -253,21 +171,61 @@ async def test_status_for_unknown_task_is_refused(harness: Harness) -> None:
     assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "task"
 
 
+def route_token(harness: Harness, message: Message, lps: str = "lps-xmo") -> bytes:
+    """The `prik-route` token on the record that delivered `message` to `lps`, as its consumer echoes it."""
+    [record] = [
+        r for r in harness.seen.records[harness.topics.deliver(lps)] if parse(r.value).id == message.id
+    ]
+    return dict(record.headers)[h.ROUTE]
+
+
+async def test_a_delivery_carries_a_route_token_for_that_message_and_that_lps(harness: Harness) -> None:
+    message = video()
+    await harness.send("minlaege-video", message)
+    token = route_token(harness, message)
+    tokens = harness.router.tokens
+    assert tokens.valid(token, message.id, message.source, "lps-xmo")
+    assert not tokens.valid(token, message.id, message.source, "lps-other")
+    assert not tokens.valid(token, "another-id", message.source, "lps-xmo")
+
+
 async def test_receipt_from_serving_lps_is_forwarded_to_sender(harness: Harness) -> None:
     message = video()
+    await harness.send("minlaege-video", message)
     receipt = lps_receipt("lps-xmo", message)
-    await harness.send("lps-xmo", receipt)
+    await harness.send("lps-xmo", receipt, headers=((h.ROUTE, route_token(harness, message)),))
     assert harness.receipts("minlaege-video") == [receipt]
+    assert not harness.seen.records[harness.topics.dlq]
+
+
+async def test_receipt_without_the_route_token_is_refused(harness: Harness) -> None:
+    message = video()
+    await harness.send("minlaege-video", message)
+    await harness.send("lps-xmo", lps_receipt("lps-xmo", message))
+    assert harness.receipts("minlaege-video") == []
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "authorise"
+    # No receipt about a receipt: that would loop.
+    assert harness.receipts("lps-xmo") == []
 
 
 async def test_forged_receipt_from_lps_not_serving_the_clinic_is_refused(harness: Harness) -> None:
+    """lps-other echoes the token of a record delivered to lps-xmo: it confirms what it never got."""
     message = video()
-    forged = lps_receipt("lps-other", message)
-    await harness.send("lps-other", forged)
+    await harness.send("minlaege-video", message)
+    stolen = route_token(harness, message)
+    await harness.send("lps-other", lps_receipt("lps-other", message), headers=((h.ROUTE, stolen),))
     assert harness.receipts("minlaege-video") == []
-    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "receipt"
-    # No receipt about a receipt: that would loop.
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "authorise"
     assert harness.receipts("lps-other") == []
+
+
+async def test_a_route_token_confirms_only_its_own_message(harness: Harness) -> None:
+    delivered, other = video(), video()
+    await harness.send("minlaege-video", delivered)
+    token = route_token(harness, delivered)
+    await harness.send("lps-xmo", lps_receipt("lps-xmo", other), headers=((h.ROUTE, token),))
+    assert harness.receipts("minlaege-video") == []
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "authorise"
 
 
 async def test_producer_may_not_send_receipts(harness: Harness) -> None:
@@ -276,3 +234,154 @@ async def test_producer_may_not_send_receipts(harness: Harness) -> None:
     await harness.send("kommune-0101", forged)
     assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "authorise"
     assert harness.receipts("minlaege-video") == []
+
+
+async def test_the_router_keeps_the_tasks_state_it_forwarded(harness: Harness) -> None:
+    request = build.task_request("kommune-0101", CLINIC, code="KOL-1")
+    key = str(request.data.task_id)
+    await harness.send("kommune-0101", request)
+    await harness.send("lps-xmo", build.task_status("lps-xmo", request.data.task_id, "received"))
+    task = harness.router.tasks.get(key)
+    assert task is not None
+    assert (task.status, task.requester, task.lps, task.recipient) == (
+        "received",
+        "kommune-0101",
+        "lps-xmo",
+        CLINIC,
+    )
+    assert task.request_id == request.id
+
+
+# -- canonical bytes and CloudEvents extensions -----------------------------------------------
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+EXTENSIONS = {"traceparent": TRACEPARENT, "tracestate": "rojo=00f067aa0ba902b7", "partitionkey": "queue-7"}
+
+
+def with_attributes(message: Message, **attributes: str) -> Message:
+    raw = codec.loads(to_bytes(message))
+    raw.update(attributes)
+    return parse(codec.dumps(raw))
+
+
+def delivered_to_xmo(harness: Harness) -> list[bytes | None]:
+    return harness.seen.values(harness.topics.deliver("lps-xmo"))
+
+
+async def test_reformatted_json_is_forwarded_as_canonical_bytes_never_the_senders(harness: Harness) -> None:
+    message = video()
+    sent = codec.dumps(codec.loads(to_bytes(message)), indent=True)  # sorted keys, indented, newlines
+    assert sent != to_bytes(message)
+    await harness.send_raw("minlaege-video", sent)
+    assert delivered_to_xmo(harness) == [to_bytes(parse(sent))]
+    assert parse(sent) == message
+    assert harness.seen.header(harness.topics.deliver("lps-xmo"), h.CONTENT_TYPE) == (
+        "application/cloudevents+json"
+    )
+
+
+async def test_binary_mode_is_forwarded_as_the_canonical_structured_bytes(harness: Harness) -> None:
+    message = video()
+    await harness.send("minlaege-video", message, binary=True)
+    assert delivered_to_xmo(harness) == [to_bytes(message)]
+    record = harness.seen.records[harness.topics.deliver("lps-xmo")][0]
+    assert not any(k.startswith(h.CE_PREFIX) for k, _ in record.headers)
+
+
+async def test_a_forwarded_receipt_is_canonical_too(harness: Harness) -> None:
+    message = video()
+    await harness.send("minlaege-video", message)
+    receipt = lps_receipt("lps-xmo", message)
+    sent = b"  " + codec.dumps(codec.loads(to_bytes(receipt)), indent=True) + b"\n"
+    await harness.send_raw("lps-xmo", sent, ((h.ROUTE, route_token(harness, message)),))
+    assert harness.seen.values(harness.topics.replies("minlaege-video")) == [to_bytes(receipt)]
+
+
+async def test_the_dead_letter_keeps_the_senders_own_bytes(harness: Harness) -> None:
+    """What failed is kept as sent, for the operator; only what is forwarded is re-encoded."""
+    raw = codec.loads(to_bytes(video(UNKNOWN_CLINIC)))
+    sent = codec.dumps(raw, indent=True)
+    await harness.send_raw("minlaege-video", sent)
+    assert harness.seen.values(harness.topics.dlq) == [sent]
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "route"
+
+
+async def test_trace_and_partition_extensions_reach_the_lps_structured(harness: Harness) -> None:
+    message = with_attributes(video(), **EXTENSIONS)
+    await harness.send("minlaege-video", message)
+    [delivered] = harness.seen.messages(harness.topics.deliver("lps-xmo"))
+    assert delivered == message
+    assert (delivered.traceparent, delivered.tracestate, delivered.partitionkey) == tuple(EXTENSIONS.values())
+    assert delivered_to_xmo(harness) == [to_bytes(message)]
+
+
+async def test_trace_and_partition_extensions_reach_the_lps_from_binary_mode(harness: Harness) -> None:
+    message = with_attributes(video(), **EXTENSIONS)
+    value, headers = to_binary(message)
+    assert ("ce_traceparent", TRACEPARENT.encode()) in headers
+    await harness.send("minlaege-video", message, binary=True)
+    [delivered] = harness.seen.messages(harness.topics.deliver("lps-xmo"))
+    assert (delivered.traceparent, delivered.tracestate, delivered.partitionkey) == tuple(EXTENSIONS.values())
+    assert delivered_to_xmo(harness) == [to_bytes(message)]
+    assert value not in delivered_to_xmo(harness)
+
+
+async def test_extensions_survive_a_forwarded_task_status(harness: Harness) -> None:
+    request = build.task_request("kommune-0101", CLINIC, code="KOL-1")
+    await harness.send("kommune-0101", request)
+    status = with_attributes(build.task_status("lps-xmo", request.data.task_id, "received"), **EXTENSIONS)
+    await harness.send("lps-xmo", status)
+    forwarded = [
+        m for m in harness.seen.messages(harness.topics.replies("kommune-0101")) if m.id == status.id
+    ]
+    assert forwarded == [status]
+    assert forwarded[0].traceparent == TRACEPARENT
+
+
+async def test_an_unknown_extension_attribute_is_refused(harness: Harness) -> None:
+    message = video()
+    raw = codec.loads(to_bytes(message))
+    raw["comexampleextension1"] = "value"
+    await harness.send_raw("minlaege-video", codec.dumps(raw))
+    assert not delivered_to_xmo(harness)
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "validate"
+    assert "comexampleextension1" in harness.seen.header(harness.topics.dlq, h.ERROR_REASON)
+    [receipt] = harness.receipts("minlaege-video")
+    assert (receipt.data.outcome, receipt.data.message_id) == (Outcome.REJECTED, message.id)
+
+
+async def test_an_unknown_binary_mode_extension_header_is_refused(harness: Harness) -> None:
+    message = video()
+    value, headers = to_binary(message)
+    await harness.send_raw("minlaege-video", value, (*headers, ("ce_comexampleextension1", b"value")))
+    assert not delivered_to_xmo(harness)
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "validate"
+    [receipt] = harness.receipts("minlaege-video")
+    assert (receipt.data.outcome, receipt.data.message_id) == (Outcome.REJECTED, message.id)
+
+
+async def test_a_malformed_traceparent_is_refused(harness: Harness) -> None:
+    await harness.send_raw("minlaege-video", to_bytes(video())[:-1] + b',"traceparent":"00-xyz"}')
+    assert not delivered_to_xmo(harness)
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "validate"
+    assert "traceparent" in harness.seen.header(harness.topics.dlq, h.ERROR_REASON)
+
+
+async def test_a_duplicated_recipient_is_refused_not_routed_on_either_value(harness: Harness) -> None:
+    value = to_bytes(video(OTHER_CLINIC))
+    assert value.endswith(b"}")
+    await harness.send_raw("minlaege-video", value[:-1] + b',"recipient":"' + CLINIC.encode() + b'"}')
+    assert not delivered_to_xmo(harness)
+    assert not harness.seen.records[harness.topics.deliver("lps-other")]
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) in {"parse", "validate"}
+    assert harness.receipts("minlaege-video")[0].data.outcome is Outcome.REJECTED
+
+
+async def test_a_cpr_in_the_datacontenttype_is_refused(harness: Harness) -> None:
+    """No CPR outside `data`: a content-type parameter is envelope, and forwarded as such."""
+    raw = codec.loads(to_bytes(video()))
+    raw["datacontenttype"] = f"application/json; x={CPR}"
+    await harness.send_raw("minlaege-video", codec.dumps(raw))
+    assert not delivered_to_xmo(harness)
+    assert harness.seen.header(harness.topics.dlq, h.ERROR_STAGE) == "validate"
+    assert not contains_cpr(harness.seen.header(harness.topics.dlq, h.ERROR_REASON))
