@@ -190,7 +190,9 @@ class TransactionalEngine:
                     else:
                         await self._process_one_by_one(batches)
                 failures = 0
-            except (AIOKafkaError, KafkaError) as exc:
+            except Exception as exc:  # noqa: BLE001  Kafka failures and what a record did to a send alike
+                # Any failure aborts the batch's transaction: nothing of it is committed. After
+                # repeated ones the engine goes record by record, so one record cannot stall all.
                 failures += 1
                 self.stats.aborted += 1
                 if self.metrics is not None:
@@ -288,7 +290,7 @@ class TransactionalEngine:
             for record in records:
                 try:
                     await self._process({tp: [record]})
-                except (AIOKafkaError, KafkaError) as exc:
+                except Exception as exc:
                     if getattr(exc, "retriable", False) or isinstance(exc, FATAL_PRODUCER_ERRORS):
                         raise
                     await self._dead_letter_alone(tp, record, exc)
@@ -297,10 +299,11 @@ class TransactionalEngine:
         rec = Incoming.from_record(record)
         too_large = isinstance(exc, MessageSizeTooLargeError)
         reason = f"could not write the routing outputs ({type(exc).__name__})"
-        letter = dead_letter(self.router.topics, rec, ErrorStage.ROUTE, reason)
+        stage = ErrorStage.ROUTE if isinstance(exc, AIOKafkaError | KafkaError) else ErrorStage.INTERNAL
+        letter = dead_letter(self.router.topics, rec, stage, reason)
         if too_large:
             # The original does not fit next to the error headers: keep where it was instead.
-            letter = Outgoing(letter.topic, letter.key, None, letter.headers)
+            letter = Outgoing(letter.topic, letter.key, b"", letter.headers)
         producer = await self._healthy_producer()
         try:
             async with producer.transaction():
@@ -315,7 +318,7 @@ class TransactionalEngine:
         _log.warning(
             "router.isolated_dead_letter", topic=tp.topic, partition=tp.partition, offset=record.offset
         )
-        await self._committed([Routed("rejected", "", [letter], stage=str(ErrorStage.ROUTE))], {})
+        await self._committed([Routed("rejected", "", [letter], stage=str(stage))], {})
 
     async def _committed(self, decided: list[Routed], offsets: dict[TopicPartition, int]) -> None:
         for routed in decided:

@@ -30,7 +30,8 @@ def dead_letter(topics: Topics, rec: Incoming, stage: ErrorStage | str, reason: 
     return Outgoing(
         topic=topics.dlq,
         key=rec.key,
-        value=rec.value,
+        # Kafka takes a record with neither key nor value; aiokafka will not send one.
+        value=rec.value if rec.value is not None or rec.key is not None else b"",
         headers=(
             *kept,
             (h.ERROR_STAGE, str(stage).encode()),

@@ -17,6 +17,10 @@ record below `seen` was taken, except a behind clinic's from its `next_from` on.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -29,6 +33,10 @@ from aiokafka.structs import TopicPartition
 from .offsets import OffsetTracker
 from .pipeline import Phase, Record
 from .stats import HealthReport
+
+_SOR_RE = re.compile(r"[0-9]{11,18}")
+# Per process: a lane name cannot be turned back into the key it came from.
+_LANE_SALT = secrets.token_bytes(16)
 
 __all__ = ["Admit", "Behind", "Lane", "PartitionWork", "assess_health", "clinic_of"]
 
@@ -158,13 +166,19 @@ class PartitionWork:
 
 
 def clinic_of(key: bytes | None, recipient: str | None) -> str:
-    """The lane a record belongs to: its key (the clinic SOR, so order per key holds)."""
+    """The lane a record belongs to: its key (the clinic SOR, so order per key holds).
+
+    A key that is not a SOR code still gets a lane of its own, named by a keyed hash:
+    lane names reach logs and metrics, and such a key may be anything (a CPR too).
+    """
     if key is not None:
-        try:
-            return key.decode("utf-8")
-        except UnicodeDecodeError:
-            return key.hex()
-    return recipient or "-"
+        text = key.decode("utf-8", "replace")
+        if _SOR_RE.fullmatch(text):
+            return text
+        return "key-" + hmac.new(_LANE_SALT, key, hashlib.sha256).hexdigest()[:16]
+    if recipient is not None and _SOR_RE.fullmatch(recipient):
+        return recipient
+    return "-"
 
 
 def assess_health(

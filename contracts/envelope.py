@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 from contracts.identifiers import STRICT_MODEL_CONFIG, Sor, UtcDatetime
@@ -25,6 +25,7 @@ from contracts.messages import (
     TraceParent,
     TraceState,
     VideoQueueData,
+    no_cpr,
 )
 
 DEFAULT_DATACONTENTTYPE = "application/json"
@@ -32,7 +33,10 @@ VIDEO_QUEUE_DEFAULT_TTL = timedelta(minutes=15)
 
 # `data` is always JSON here; parameters such as charset are tolerated.
 DataContentType = Annotated[
-    str, StringConstraints(pattern=r"^application/json(\s*;[ -~]*)?$", max_length=100)
+    str,
+    StringConstraints(pattern=r"^application/json(\s*;[ -~]*)?$", max_length=100),
+    # It becomes the content-type header in binary mode: no patient data in its parameters.
+    AfterValidator(no_cpr),
 ]
 
 

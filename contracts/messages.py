@@ -104,7 +104,8 @@ def _not_a_cpr(value: str) -> str:
     return value
 
 
-def _no_cpr(value: str) -> str:
+def no_cpr(value: str) -> str:
+    """A pydantic validator: refuse text holding anything shaped like a CPR number."""
     if contains_cpr(value):
         kind = "cpr_outside_data"
         raise PydanticCustomError(kind, "must not contain a CPR number")
@@ -124,7 +125,7 @@ Source = Annotated[str, StringConstraints(pattern=SOURCE_PATTERN)]
 Subject = Annotated[
     str,
     StringConstraints(min_length=1, max_length=ID_MAX_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$"),
-    AfterValidator(_no_cpr),
+    AfterValidator(no_cpr),
 ]
 
 
@@ -144,11 +145,11 @@ TraceParent = Annotated[
 ]
 """The CloudEvents distributed-tracing extension `traceparent`."""
 
-TraceState = Annotated[str, StringConstraints(max_length=512, pattern=r"^[ -~]*$"), AfterValidator(_no_cpr)]
+TraceState = Annotated[str, StringConstraints(max_length=512, pattern=r"^[ -~]*$"), AfterValidator(no_cpr)]
 """The CloudEvents distributed-tracing extension `tracestate` (W3C, at most 512 characters)."""
 
 PartitionKey = Annotated[
-    str, StringConstraints(min_length=1, max_length=ID_MAX_CHARS, pattern=ID_PATTERN), AfterValidator(_no_cpr)
+    str, StringConstraints(min_length=1, max_length=ID_MAX_CHARS, pattern=ID_PATTERN), AfterValidator(no_cpr)
 ]
 """The CloudEvents partitioning extension `partitionkey`; it may become a Kafka key, so no CPR."""
 

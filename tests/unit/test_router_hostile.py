@@ -294,7 +294,8 @@ def test_arbitrary_records_never_raise_and_get_exactly_one_verdict(record: Hosti
         assert headers[h.ERROR_STAGE]
         assert not cpr_leaks(headers[h.ERROR_REASON])
         assert headers[h.ORIGINAL_OFFSET] == b"11"
-        assert dead.value == rec.value
+        # A record with neither key nor value becomes a letter with an empty value: aiokafka sends that.
+        assert dead.value == (b"" if rec.key is None and rec.value is None else rec.value)
     elif result.verdict in {"routed", "forwarded"}:
         assert any(o.topic != TOPICS.dlq for o in result.outputs)
         assert all(o.topic != TOPICS.dlq for o in result.outputs)
