@@ -40,7 +40,8 @@ MIN_YEAR = 2000
 MAX_YEAR = 2099
 
 # A JSON string token; valid JSON (checked by orjson first) has no other use of '"'.
-_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# Unrolled ("normal* (special normal*)*"): a third of the cost of an alternation per character.
+_STRING_RE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 def check_record(
