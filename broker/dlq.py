@@ -344,14 +344,15 @@ class _Originals:
 def _matches(letter: DeadLetter, original: Any) -> bool:  # noqa: ANN401 - aiokafka's ConsumerRecord
     """Whether `letter` is a copy of `original`, as the router and the consumers write them.
 
-    Both keep the original's key and value (the router drops the value only when it
-    is too large to fit next to the error headers; a consumer stores a null value as
-    empty), so a letter with other bytes, or naming another message id, was not made
-    from this record.
+    Both keep the original's key and value (both leave the value empty only when it
+    is too large to fit next to the error headers, or when the original had neither
+    key nor value), so a letter with other bytes, or naming another message id, was
+    not made from this record.
     """
     if letter.key != original.key:
         return False
-    if letter.value is not None and letter.value != (original.value or b""):
+    # An empty letter keeps only the position: its original was too large to travel with it.
+    if letter.value and letter.value != (original.value or b""):
         return False
     if letter.message_id is not None:
         headers, _ = _header_map(original.headers or ())

@@ -213,6 +213,14 @@ class TransactionalEngine:
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         consumer = self._consumer
         assigned = sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition))
+        # The failed fetch still moved the position of every other partition it drained:
+        # back to what is committed, or those records would be skipped.
+        for tp in assigned:
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                consumer.seek(tp, committed)
+            else:
+                await consumer.seek_to_beginning(tp)
         ends = await consumer.end_offsets(assigned) if assigned else {}
         for tp in assigned:
             position = await consumer.position(tp)

@@ -123,6 +123,15 @@ class Dispatcher:
         True when one was taken (it becomes a dead letter or is delivered like any other).
         """
         parts = [part for part in self.parts.values() if not part.paused]
+        # The failed fetch still moved the position of every other partition it drained:
+        # go back to what was taken, or nothing of theirs would be read again.
+        for part in parts:
+            if part.seen is not None:
+                consumer.seek(part.tp, part.seen)
+            elif (committed := await consumer.committed(part.tp)) is not None:
+                consumer.seek(part.tp, committed)
+            else:
+                await consumer.seek_to_beginning(part.tp)
         tps = [part.tp for part in parts]
         ends = await consumer.end_offsets(tps) if tps else {}
         for part in parts:

@@ -382,7 +382,7 @@ class Pipeline:
         except TooLargeError:
             # The original does not fit next to the error headers: keep where it was instead.
             _log.warning("dead letter too large, keeping its position only", offset=record.offset)
-            await self._publish(self._topics.dlq, key=None, value=b"", headers=headers)
+            await self._publish(self._topics.dlq, key=record.key, value=b"", headers=headers)
         self._stats.progress = datetime.now(UTC)
 
     async def _publish(

@@ -323,7 +323,7 @@ async def test_a_record_kafka_refuses_to_dead_letter_does_not_stall_the_router(
     dead = [record async for record in read_records(world.kafka, world.topics.dlq)]
     [record] = dead
     headers = dict(record.headers)
-    assert record.value is None
+    assert record.value == b""  # the original stays where it was: only its position travels
     assert headers[h.ERROR_STAGE] == b"route"
     assert b"MessageSizeTooLarge" in headers[h.ERROR_REASON]
     assert router.terminate() == 0
@@ -397,12 +397,21 @@ async def test_a_header_name_aiokafka_cannot_decode_does_not_stop_the_router(
         )
         assert done.returncode == 0, done.stderr
 
+    # aiokafka's partitioner puts these elsewhere than kcat's: the failed fetch drains
+    # other partitions too, and their records must not be lost with it.
+    elsewhere = [
+        build.video_queue_notice("minlaege-video", CLINIC, event="joined", queue_entry_id=f"e-{i}")
+        for i in range(6)
+    ]
+    async with Publisher(world.kafka, "minlaege-video", world.topics) as publisher:
+        for message in elsewhere:
+            await publisher.publish(message)
     kcat([to_bytes(before)])
     kcat([to_bytes(m) for m in poisons], b"-H", b"bad-\xff-name=x")
     kcat([to_bytes(after)])
 
-    delivered = await world.wait_for(world.topics.deliver("lps-xmo"), 2)
-    assert sorted(m.id for m in delivered if m) == sorted([before.id, after.id])
+    delivered = await world.wait_for(world.topics.deliver("lps-xmo"), 2 + len(elsewhere))
+    assert sorted(m.id for m in delivered if m) == sorted([before.id, after.id, *(m.id for m in elsewhere)])
     deadline = time.monotonic() + 60
     while len(letters := [headers for _, _, headers in await world.read(world.topics.dlq)]) < 2:
         assert time.monotonic() < deadline, "the undecodable records were not dead-lettered"
