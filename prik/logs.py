@@ -14,6 +14,8 @@ __all__ = ["configure_logging", "get_logger"]
 
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     use_json = not sys.stderr.isatty() if json is None else json
+    numeric = logging.getLevelNamesMapping()[level.upper()]
+    _route_library_logs(numeric)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(serializer=codec.dumps_log)
         if use_json
@@ -27,10 +29,40 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
             structlog.processors.format_exc_info if use_json else structlog.processors.StackInfoRenderer(),
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+# Libraries whose log records prik routes through structlog instead of the bare stderr fallback.
+_LIBRARIES = ("aiokafka", "faststream", "confluent_kafka")
+
+
+class _LibraryHandler(logging.Handler):
+    """Library records as structlog lines, at the level they mean to a prik user.
+
+    aiokafka logs every retry and every failed connect as a warning or an error, and
+    prik reports the failure that matters in its own words (one line, exit code), so
+    below CRITICAL they are debug lines: `PRIK_LOG_LEVEL=debug` shows them.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001  a library's bad format string must not break logging
+            text = str(record.msg)
+        level = logging.CRITICAL if record.levelno >= logging.CRITICAL else logging.DEBUG
+        get_logger(record.name).log(level, "library", library=record.name, message=text)
+
+
+def _route_library_logs(level: int) -> None:
+    handler = _LibraryHandler()
+    for name in _LIBRARIES:
+        library = logging.getLogger(name)
+        library.handlers = [handler]
+        library.propagate = False
+        library.setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

@@ -103,8 +103,13 @@ class Publisher:
         if self._producer is not None:
             return
         producer = self._factory(self._kafka)
-        with kafka_errors(f"connecting to Kafka at {self._kafka.bootstrap}"):
-            await producer.start()
+        try:
+            with kafka_errors(f"connecting to Kafka at {self._kafka.bootstrap}"):
+                await producer.start()
+        except BaseException:
+            # A failed start still holds a client and its connections: close what was opened.
+            await producer.stop()
+            raise
         self._producer = producer
 
     async def stop(self) -> None:
