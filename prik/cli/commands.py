@@ -1,5 +1,17 @@
 """Importing this module registers every sub-command on the root app."""
 
-from . import bench, broker, consumer, demo, directory, dlq, kafka, send, topics, validate
+from . import bench, broker, consumer, demo, directory, dlq, kafka, send, topics, usage, validate
 
-__all__ = ["bench", "broker", "consumer", "demo", "directory", "dlq", "kafka", "send", "topics", "validate"]
+__all__ = [
+    "bench",
+    "broker",
+    "consumer",
+    "demo",
+    "directory",
+    "dlq",
+    "kafka",
+    "send",
+    "topics",
+    "usage",
+    "validate",
+]
