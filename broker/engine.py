@@ -23,7 +23,8 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts import ErrorStage, KafkaError
 from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_consumer, make_producer
-from prik.logs import get_logger
+from prik.logs import get_logger, trace_fields
+from prik.metrics import partition_lags
 from prik.quarantine import read_one
 from prik.settings import KafkaSettings
 
@@ -174,6 +175,8 @@ class TransactionalEngine:
             except Exception as exc:  # noqa: BLE001  see prik/quarantine.py: aiokafka cannot decode a record
                 _log.warning("router.undecodable_record", error=type(exc).__name__)
                 batches, undecodable = {}, True
+            if self.metrics is not None:
+                self.metrics.polled()
             if not batches and not undecodable:
                 continue
             try:
@@ -196,7 +199,7 @@ class TransactionalEngine:
                 failures += 1
                 self.stats.aborted += 1
                 if self.metrics is not None:
-                    self.metrics.aborted.inc()
+                    self.metrics.aborted_batch()
                 _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=failures)
                 await self._rewind(batches)
                 delay = min(30.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
@@ -260,14 +263,15 @@ class TransactionalEngine:
         producer = await self._healthy_producer()
         # One snapshot per batch: aiokafka builds a new set on every topics() call.
         batch = Batch(topic_exists=self._cluster.topics().__contains__)
-        decided: list[Routed] = []
+        decided: list[tuple[Incoming, Routed]] = []
         try:
             async with producer.transaction():
                 sends = []
                 for records in batches.values():
                     for record in records:
-                        routed = await self.router.route(Incoming.from_record(record), batch)
-                        decided.append(routed)
+                        rec = Incoming.from_record(record)
+                        routed = await self.router.route(rec, batch)
+                        decided.append((rec, routed))
                         sends.extend(
                             [
                                 await producer.send(
@@ -286,7 +290,7 @@ class TransactionalEngine:
             await self._replace_producer()
             raise
         self.router.commit(batch)
-        await self._committed(decided, offsets)
+        await self._committed(decided)
 
     async def _process_one_by_one(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """After repeated aborts: one transaction per record, so one bad record cannot stall the rest.
@@ -326,25 +330,38 @@ class TransactionalEngine:
         _log.warning(
             "router.isolated_dead_letter", topic=tp.topic, partition=tp.partition, offset=record.offset
         )
-        await self._committed([Routed("rejected", "", [letter], stage=str(stage))], {})
+        await self._committed([(rec, Routed("rejected", "", [letter], stage=str(stage)))])
 
-    async def _committed(self, decided: list[Routed], offsets: dict[TopicPartition, int]) -> None:
-        for routed in decided:
+    async def _committed(self, decided: list[tuple[Incoming, Routed]]) -> None:
+        for rec, routed in decided:
             self.stats.verdicts[routed.verdict] = self.stats.verdicts.get(routed.verdict, 0) + 1
             if self.metrics is not None:
-                self.metrics.decided(routed.verdict, routed.message_type)
-        if self.metrics is not None and self._consumer is not None:
-            consumer = self._consumer
-            self.metrics.committed(
-                (tp.topic, tp.partition, max(0, (consumer.highwater(tp) or 0) - offset))
-                for tp, offset in offsets.items()
-            )
+                self.metrics.decided(rec, routed)
+            if routed.message_id is not None:
+                # Debug only, one line per record: ids and the verdict, never the record's content.
+                _log.debug(
+                    "router.decided",
+                    message_id=routed.message_id,
+                    topic=rec.topic,
+                    verdict=routed.verdict,
+                    stage=routed.stage,
+                    **trace_fields(routed.traceparent),
+                )
+        if self.metrics is not None:
+            self.metrics.committed()
         self.stats.batches += 1
         self.stats.records += len(decided)
         if self.on_batch is not None:
             result = self.on_batch(self.stats)
             if result is not None:
                 await result
+
+    async def lags(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, records behind) of each partition assigned now, from the client's state."""
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        return await partition_lags(consumer, consumer.assignment())
 
     async def _healthy_producer(self) -> AIOKafkaProducer:
         """The producer, rebuilt first if a failed restart left none or aiokafka marked it fatal."""

@@ -1,33 +1,55 @@
-"""The router's Prometheus metrics: throughput by verdict, aborts, lag and progress.
+"""The router's Prometheus series and its health: who sends how much, with what verdict, and progress.
 
-A registry of its own (no process-wide globals). Lag and the time of the last
-commit answer "alive but not progressing", which a process check cannot.
+One registry per router (no process-wide globals). DESIGN.md's series:
+`prik_ingress_messages_total{tenant,type,verdict}`, `prik_ingress_bytes_total{tenant}`
+and `prik_lag_records{group,topic,partition}`; besides them the router's own
+`prik_router_batches_total`, `prik_router_aborted_batches_total` and
+`prik_router_last_commit_timestamp_seconds`. A record counts once its batch has
+committed, for the tenant whose ingress topic it arrived on (whatever it claims),
+so an aborted and retried batch is not counted twice.
+
+Health is progress, not liveness: the fetch loop turns, batches do not keep
+aborting, and records waiting are committed within `stall_after` seconds.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from wsgiref.simple_server import WSGIServer
+from collections.abc import Callable
+from typing import get_args
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from contracts import MessageType
+from contracts import Tenants, Topics
+from prik.metrics import MESSAGE_TYPES, OTHER, bounded, lag_gauge
 
-__all__ = ["RouterMetrics"]
+from .records import Incoming
+from .router import Routed, Verdict
 
-_KNOWN_TYPES = frozenset(MessageType)
+__all__ = ["VERDICTS", "RouterMetrics"]
+
+VERDICTS = frozenset(get_args(Verdict))
 
 
 class RouterMetrics:
-    def __init__(self) -> None:
+    def __init__(self, topics: Topics, tenants: Callable[[], Tenants], *, stall_after: float = 60.0) -> None:
+        self._topics = topics
+        self._tenants = tenants
+        self._stall_after = stall_after
         self.registry = CollectorRegistry()
-        self.records = Counter(
-            "prik_router_records",
-            "Ingress records decided, by verdict and message type.",
-            ["verdict", "type"],
+        self.ingress_messages = Counter(
+            "prik_ingress_messages",
+            "Ingress records decided, by the tenant of their ingress topic, message type and verdict.",
+            ["tenant", "type", "verdict"],
             registry=self.registry,
         )
+        self.ingress_bytes = Counter(
+            "prik_ingress_bytes",
+            "Record value bytes of the ingress records decided, by the tenant of their ingress topic.",
+            ["tenant"],
+            registry=self.registry,
+        )
+        self.lag = lag_gauge(self.registry)
         self.batches = Counter("prik_router_batches", "Transactions committed.", registry=self.registry)
         self.aborted = Counter(
             "prik_router_aborted_batches", "Transactions aborted and retried.", registry=self.registry
@@ -37,31 +59,59 @@ class RouterMetrics:
             "Unix time of the last committed batch.",
             registry=self.registry,
         )
-        self.lag = Gauge(
-            "prik_router_lag_records",
-            "Records behind the partition's high watermark after the last batch.",
-            ["topic", "partition"],
-            registry=self.registry,
-        )
-        self._server: WSGIServer | None = None
+        now = time.monotonic()
+        self._polled_at = now
+        # Progress is measured from the start until the first commit.
+        self._progress_at = now
+        self._committed_at: float | None = None
+        self._failing_since: float | None = None
 
-    def decided(self, verdict: str, message_type: str) -> None:
-        # Types come from senders: unknown ones share one label, so nobody can grow the series.
-        label = message_type if message_type in _KNOWN_TYPES else "other"
-        self.records.labels(verdict, label).inc()
+    def tenant_of(self, topic: str) -> str:
+        """The tenant label of an ingress topic: a tenant of the tenants file, else `other`."""
+        tenant = self._topics.tenant_of_ingress(topic)
+        return tenant if tenant is not None and self._tenants().get(tenant) is not None else OTHER
 
-    def committed(self, lags: Iterable[tuple[str, int, int]]) -> None:
+    def decided(self, rec: Incoming, routed: Routed) -> None:
+        """Count one committed decision."""
+        tenant = self.tenant_of(rec.topic)
+        # The type of a refused record is what the sender wrote: only the contract's types count.
+        message_type = bounded(routed.message_type, MESSAGE_TYPES)
+        self.ingress_messages.labels(tenant, message_type, bounded(routed.verdict, VERDICTS)).inc()
+        self.ingress_bytes.labels(tenant).inc(len(rec.value or b""))
+
+    def started(self) -> None:
+        now = time.monotonic()
+        self._polled_at = self._progress_at = now
+
+    def polled(self) -> None:
+        """The fetch loop turned (with or without records)."""
+        self._polled_at = time.monotonic()
+
+    def committed(self) -> None:
+        now = time.monotonic()
         self.batches.inc()
         self.last_commit.set(time.time())
-        for topic, partition, lag in lags:
-            self.lag.labels(topic, str(partition)).set(lag)
+        self._committed_at = self._progress_at = now
+        self._failing_since = None
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Expose /metrics on `host:port` from a daemon thread."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
-        self._server = server
+    def aborted_batch(self) -> None:
+        self.aborted.inc()
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
 
-    def close(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
+    def last_commit_age(self) -> float | None:
+        return None if self._committed_at is None else time.monotonic() - self._committed_at
+
+    def assess(self, *, running: bool, lag: int) -> tuple[bool, str]:
+        """Healthy while the router makes progress: idle with nothing waiting counts as progress."""
+        now = time.monotonic()
+        stall = self._stall_after
+        if not running:
+            return False, "not running"
+        if now - self._polled_at > stall:
+            return False, f"no fetch for {now - self._polled_at:.0f} s"
+        if self._failing_since is not None and now - self._failing_since > stall:
+            return False, f"every batch aborted for {now - self._failing_since:.0f} s"
+        if lag > 0 and now - self._progress_at > stall:
+            return False, f"{lag} records waiting, nothing committed for {now - self._progress_at:.0f} s"
+        return True, "ok" if lag else "idle"

@@ -68,6 +68,9 @@ class Routed:
     message_type: str
     outputs: list[Outgoing] = field(default_factory=list)
     stage: str | None = None
+    # Of a record that parsed: what log lines about it name (its trace id comes from `traceparent`).
+    message_id: str | None = None
+    traceparent: str | None = None
 
 
 def _every_topic(_topic: str) -> bool:
@@ -229,9 +232,11 @@ class Router:
             return self._refuse(rec, batch, message, None, refusal, now)
         ctx = _Context(rec, message, tenant_id, tenants, batch, now)
         try:
-            return await self._admit_and_route(ctx)
+            routed = await self._admit_and_route(ctx)
         except _Refused as refusal:
-            return self._refuse(rec, batch, message, tenant_id, refusal, now)
+            routed = self._refuse(rec, batch, message, tenant_id, refusal, now)
+        routed.message_id, routed.traceparent = message.id, message.traceparent
+        return routed
 
     def _guarded(
         self, rec: Incoming, batch: Batch, routed: Routed, tenant_id: str | None, now: datetime

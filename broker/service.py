@@ -12,6 +12,7 @@ from typing import Self
 
 from contracts import Tenants
 from prik.logs import get_logger
+from prik.metrics import MetricsServer, set_lags
 from prik.settings import Settings
 
 from .dedup import DedupWindow
@@ -57,13 +58,23 @@ class RouterService:
             tokens=tokens_from_settings(settings),
         )
         self._progress_every = progress_every
-        self._metrics_port = settings.metrics_port
-        self.metrics = RouterMetrics()
+        self.metrics = RouterMetrics(topics, tenants)
+        self._group_id = f"{topics.prefix}-router"
+        # Prometheus text and health on PRIK_METRICS_PORT; loopback only (patient data never, but still).
+        self.metrics_server: MetricsServer | None = None
+        if settings.metrics_port is not None:
+            self.metrics_server = MetricsServer(
+                host="127.0.0.1",
+                port=settings.metrics_port,
+                registry=self.metrics.registry,
+                health=self.health,
+                refresh=self._refresh_metrics,
+            )
         self._last_progress = time.monotonic()
         self.engine = TransactionalEngine(
             settings.kafka,
             self.router,
-            group_id=f"{topics.prefix}-router",
+            group_id=self._group_id,
             transactional_id=f"{topics.prefix}-router-{instance_id}",
             on_batch=self._progress,
             metrics=self.metrics,
@@ -78,6 +89,28 @@ class RouterService:
         if now - self._last_progress >= self._progress_every:
             self._last_progress = now
             _log.info("router.progress", records=stats.records, batches=stats.batches, **stats.verdicts)
+
+    async def _refresh_metrics(self) -> None:
+        set_lags(self.metrics.lag, self._group_id, await self.engine.lags())
+
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        """Progress, as the consumer's: the fetch loop turns and what waits gets committed."""
+        lag = sum(behind for _, _, behind in await self.engine.lags())
+        engine_alive = self._run_task is None or not self._run_task.done()
+        running = self._started and engine_alive and not self._stop_requested.is_set()
+        healthy, reason = self.metrics.assess(running=running, lag=lag)
+        stats = self.engine.stats
+        age = self.metrics.last_commit_age()
+        return healthy, {
+            "healthy": healthy,
+            "reason": reason,
+            "records": stats.records,
+            "batches": stats.batches,
+            "aborted": stats.aborted,
+            "verdicts": dict(stats.verdicts),
+            "lag": lag,
+            "last_commit_age_seconds": None if age is None else round(age, 3),
+        }
 
     async def load_state(self) -> None:
         """Read the directory and the task states to their ends, then keep following them."""
@@ -94,8 +127,9 @@ class RouterService:
             return
         await self.load_state()
         await self.engine.start()
-        if self._metrics_port is not None:
-            self.metrics.serve(self._metrics_port)
+        self.metrics.started()
+        if self.metrics_server is not None:
+            await self.metrics_server.start()
         self._started = True
         if self.router.tokens is DEVELOPMENT_TOKENS:
             _log.warning("router.development_route_key", hint="set PRIK_ROUTE_KEY_FILE before production")
@@ -145,7 +179,8 @@ class RouterService:
         self._started = False
         await self.engine.stop()
         await self.close_state()
-        self.metrics.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         stats = self.engine.stats
         _log.info("router.stopped", records=stats.records, batches=stats.batches, **stats.verdicts)
 

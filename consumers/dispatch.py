@@ -18,7 +18,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from contracts import Message, ParseError, parse
 from contracts.headers import normalise_headers
-from prik.logs import get_logger
+from prik.logs import get_logger, trace_fields
 from prik.quarantine import RawRecord
 
 from .lanes import Admit, Lane, PartitionWork, clinic_of
@@ -202,11 +202,14 @@ class Dispatcher:
                     final = await self._pipeline.finish(record, lane.phase)
                 except Exception as exc:  # noqa: BLE001  a bug must not become an outage
                     # No traceback: its locals could hold the record, and with it patient data.
+                    message = record.message
                     _log.error(
                         "delivery pipeline failed, dead-lettering the record",
                         clinic=lane.clinic,
                         offset=record.offset,
                         error=type(exc).__name__,
+                        **({} if message is None else {"message_id": message.id}),
+                        **trace_fields(None if message is None else message.traceparent),
                     )
                     final = await self._pipeline.finish_internally(record, lane.phase, exc)
                     if not final:

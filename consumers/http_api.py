@@ -1,5 +1,9 @@
 """The runtime's small HTTP server: `GET /health`, `GET /metrics`, `POST /tasks/{task_id}/status`.
 
+`/metrics` is Prometheus text (the series of DESIGN.md, "Accounting"); `/health` is
+JSON progress with the runtime's counters (503 when unhealthy), and the same
+counters alone stay at `/metrics.json` for scripts that read them.
+
 The task endpoint is how an LPS answers a task over HTTP. It is authenticated
 the same way prik signs webhooks to the LPS: Standard Webhooks headers signed
 with a webhook secret, verified by the `standardwebhooks` library. While secrets
@@ -19,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from contracts import KafkaError, PrikError, codec
 
@@ -101,7 +106,8 @@ class RuntimeHttp:
     """Serves health, metrics and task answers on `host:port` (port 0 picks a free one).
 
     `secrets`: the active webhook secrets (one or several); without any, the task
-    endpoint answers 403.
+    endpoint answers 403. `metrics` gives the counters as JSON; `prometheus`, when given,
+    the Prometheus exposition served at `/metrics`.
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class RuntimeHttp:
         health: Callable[[], HealthReport],
         metrics: Callable[[], dict[str, object]],
         answer: Answer,
+        prometheus: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
         self._host = host
         self._requested_port = port
@@ -120,6 +127,7 @@ class RuntimeHttp:
         self._health = health
         self._metrics = metrics
         self._answer = answer
+        self._prometheus = prometheus
         self._replays = ReplayGuard()
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -127,7 +135,9 @@ class RuntimeHttp:
     async def start(self) -> None:
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_get("/health", self._get_health)
-        app.router.add_get("/metrics", self._get_metrics)
+        if self._prometheus is not None:
+            app.router.add_get("/metrics", self._get_prometheus)
+        app.router.add_get("/metrics.json", self._get_metrics)
         app.router.add_post("/tasks/{task_id}/status", self._post_task_status)
         self._runner, self.port = await serve(app, self._host, self._requested_port)
 
@@ -139,16 +149,20 @@ class RuntimeHttp:
     async def _get_health(self, _request: web.Request) -> web.Response:
         report = self._health()
         body: dict[str, object] = {
+            **self._metrics(),
             "healthy": report.healthy,
             "reason": report.reason,
             "pending": report.pending,
             "endpoint": report.endpoint,
-            "progress": self._metrics()["progress"],
         }
         return _json(200 if report.healthy else 503, body)
 
     async def _get_metrics(self, _request: web.Request) -> web.Response:
         return _json(200, self._metrics())
+
+    async def _get_prometheus(self, _request: web.Request) -> web.Response:
+        assert self._prometheus is not None  # noqa: S101  routed only when given
+        return web.Response(body=await self._prometheus(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     async def _post_task_status(self, request: web.Request) -> web.Response:
         if self._secrets is None:

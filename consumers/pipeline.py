@@ -47,14 +47,14 @@ from contracts.headers import (
     ROUTE,
 )
 from contracts.topics import Topics
-from prik.logs import get_logger
+from prik.logs import get_logger, trace_fields
 
 from .backoff import Backoff
 from .deliverers import Deliverer, Delivery
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError, safe_reason
 from .outbox import Outbox
 from .receipts import build_receipt
-from .stats import ConsumerStats, OutcomeEvent
+from .stats import ConsumerMetrics, ConsumerStats, OutcomeEvent
 
 __all__ = ["GONE_REASON", "Endpoint", "Phase", "Pipeline", "Record"]
 
@@ -150,8 +150,10 @@ class Pipeline:
         publish_budget: float = 30.0,
         on_outcome: Callable[[OutcomeEvent], None] | None = None,
         endpoint: Endpoint | None = None,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self.endpoint = endpoint or Endpoint()
+        self.metrics = metrics or ConsumerMetrics(lps)
         self._lps = lps
         self._topics = topics
         self._deliverer = deliverer
@@ -188,16 +190,26 @@ class Pipeline:
                 stage, reason = ErrorStage.PARSE.value, "unreadable record"
             await self._dead_letter(record, phase, stage=stage, reason=reason)
             self._stats.dead_lettered += 1
+            self.metrics.outcome(Outcome.DEAD_LETTERED)
             return
         if isinstance(message, Receipt):
             # Receipts are for senders, not clinics, and a receipt never gets a receipt.
-            _log.warning("skipping a receipt on the delivery topic", message_id=message.id)
+            _log.warning(
+                "skipping a receipt on the delivery topic",
+                message_id=message.id,
+                **trace_fields(message.traceparent),
+            )
             self._stats.skipped += 1
             return
         await self._deliver_with_retries(record, message, phase)
 
     async def _deliver_with_retries(self, record: Record, message: Message, phase: Phase) -> None:
-        log = _log.bind(message_id=message.id, tenant=message.source, clinic=record.clinic)
+        log = _log.bind(
+            message_id=message.id,
+            tenant=message.source,
+            clinic=record.clinic,
+            **trace_fields(message.traceparent),
+        )
         attempts = 0
         first_attempt: float | None = None
         last_reason = ""
@@ -253,28 +265,41 @@ class Pipeline:
 
     async def _attempt(self, delivery: Delivery) -> tuple[Outcome | None, str | None, float | None]:
         """One attempt: (the final outcome, or None to retry; the reason; the receiver's Retry-After)."""
-        log = _log.bind(message_id=delivery.message.id, clinic=delivery.clinic, attempts=delivery.attempt)
+        message = delivery.message
+        log = _log.bind(
+            message_id=message.id,
+            clinic=delivery.clinic,
+            attempts=delivery.attempt,
+            **trace_fields(message.traceparent),
+        )
         try:
             # A callback that never returns must not hold its clinic for ever.
             async with asyncio.timeout(self._attempt_timeout):
                 await self._deliverer.deliver(delivery)
         except EndpointGone:
+            self.metrics.attempt("gone")
             if not self.endpoint.is_disabled:
                 log.warning("endpoint answered 410 Gone: disabled, dead-lettering what follows")
             self.endpoint.disable()
             self._stats.endpoint_disabled = True
             return Outcome.DEAD_LETTERED, GONE_REASON, None
         except DeliveryRefused as exc:
+            self.metrics.attempt("refused")
             # `reason` is a plain attribute a vendor's subclass may have set: check it again.
             reason = safe_reason(exc.reason)
             log.warning("delivery refused, dead-lettering", reason=reason)
             return Outcome.DEAD_LETTERED, reason, None
         except RetriableDeliveryError as exc:
+            self.metrics.attempt("retry")
             return None, safe_reason(exc.reason), exc.retry_after
         except TimeoutError:
+            self.metrics.attempt("timeout")
             return None, f"delivery took longer than {self._attempt_timeout:g} s", None
         except Exception as exc:  # noqa: BLE001  a custom deliverer's failure is retried, like any other
+            self.metrics.attempt("error")
             return None, f"deliverer raised {type(exc).__name__}", None
+        self.metrics.attempt("ok")
+        self.metrics.answered(message.time)
         return Outcome.DELIVERED, None, None
 
     async def _sleep(self, seconds: float) -> bool:
@@ -318,6 +343,7 @@ class Pipeline:
         )
         self._stats.receipts += 1
         self._stats.count(outcome)
+        self.metrics.outcome(outcome)
         self._stats.progress = receipt.data.at
         _log.debug(
             "final outcome",
@@ -325,6 +351,7 @@ class Pipeline:
             tenant=message.source,
             clinic=record.clinic,
             outcome=outcome.value,
+            **trace_fields(message.traceparent),
         )
         if self._on_outcome is not None:
             self._on_outcome(
@@ -361,6 +388,7 @@ class Pipeline:
         if message is None or isinstance(message, Receipt):
             await self._dead_letter(record, phase, stage=ErrorStage.INTERNAL.value, reason=reason)
             self._stats.dead_lettered += 1
+            self.metrics.outcome(Outcome.DEAD_LETTERED)
             return
         stage = ErrorStage.INTERNAL
         await self._final(

@@ -18,6 +18,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from types import TracebackType
 from typing import Self
 
@@ -30,6 +31,7 @@ from contracts.parse import STRUCTURED_CONTENT_TYPE
 from contracts.topics import Topics
 from prik.kafka import kafka_errors, make_consumer
 from prik.logs import get_logger
+from prik.metrics import exposition, partition_lags
 from prik.quarantine import read_one
 from prik.settings import KafkaSettings
 
@@ -43,7 +45,7 @@ from .outbox import Outbox
 from .pipeline import GONE_REASON, Pipeline
 from .receipts import task_answer
 from .signing import WebhookSecrets
-from .stats import ConsumerStats, HealthReport, OutcomeEvent
+from .stats import ConsumerMetrics, ConsumerStats, HealthReport, OutcomeEvent
 
 __all__ = ["ClinicConsumer"]
 
@@ -101,6 +103,8 @@ class ClinicConsumer:
         # `prik-<lps>` in production; under a test prefix the group is the test's own too.
         self.group_id = group_id or f"{topics.prefix}-{lps}"
         self.stats = ConsumerStats()
+        # Prometheus series at GET /metrics, in a registry of this consumer's own.
+        self.metrics = ConsumerMetrics(lps)
         self._kafka = kafka
         self._deliverer = deliverer
         self._stall_after = stall_after
@@ -119,6 +123,7 @@ class ClinicConsumer:
             max_retry_time=max_retry_time,
             attempt_timeout=attempt_timeout,
             on_outcome=on_outcome,
+            metrics=self.metrics,
         )
         self._dispatch = Dispatcher(
             pipeline=self._pipeline,
@@ -141,6 +146,7 @@ class ClinicConsumer:
                 health=self.health,
                 metrics=self.stats.snapshot,
                 answer=self._answer_from_http,
+                prometheus=self.prometheus,
             )
         self._loop_task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -324,6 +330,29 @@ class ClinicConsumer:
             reason = f"webhook endpoint disabled: {GONE_REASON}; messages are dead-lettered"
             return HealthReport(False, reason, report.pending, report.progress, endpoint="disabled")
         return report
+
+    # --- metrics ----------------------------------------------------------------------------
+
+    async def prometheus(self) -> bytes:
+        """The Prometheus exposition, with the values read at scrape time (age, lag) brought up to date."""
+        self.metrics.undelivered(self._oldest_unfinished())
+        consumer = self._dispatch.consumer
+        lags = [] if consumer is None else await partition_lags(consumer, list(self._dispatch.parts))
+        self.metrics.lags(self.group_id, lags)
+        return exposition(self.metrics.registry)
+
+    def _oldest_unfinished(self) -> datetime | None:
+        """The time of the oldest message held in any clinic's lane (those deferred are younger)."""
+        return min(
+            (
+                record.message.time
+                for part in self._dispatch.parts.values()
+                for lane in part.lanes.values()
+                for record in lane.queue
+                if record.message is not None
+            ),
+            default=None,
+        )
 
     # --- tasks ------------------------------------------------------------------------------
 

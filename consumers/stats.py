@@ -1,14 +1,101 @@
-"""What the runtime counts, and what "healthy" means: it makes progress, not merely runs."""
+"""What the runtime counts, and what "healthy" means: it makes progress, not merely runs.
+
+`ConsumerStats` are plain counters (JSON at `/health`, `/metrics.json` and for the
+demo); `ConsumerMetrics` are the Prometheus series of DESIGN.md at `/metrics`.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Literal
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PromCounter
 
 from contracts import Outcome, rfc3339
+from prik.metrics import LATENCY_BUCKETS, lag_gauge, set_lags
 
-__all__ = ["ConsumerStats", "HealthReport", "OutcomeEvent"]
+__all__ = [
+    "ATTEMPT_RESULTS",
+    "AttemptResult",
+    "ConsumerMetrics",
+    "ConsumerStats",
+    "HealthReport",
+    "OutcomeEvent",
+]
+
+AttemptResult = Literal["ok", "retry", "refused", "gone", "timeout", "error"]
+# ok: 2xx; retry: retriable (429, 5xx, connection, the webhook's own timeout); refused: other 4xx;
+# gone: 410; timeout: the attempt outlived `attempt_timeout`; error: the deliverer raised anything else.
+ATTEMPT_RESULTS: tuple[AttemptResult, ...] = ("ok", "retry", "refused", "gone", "timeout", "error")
+# A consumer never rejects (that is the router's verdict): these are its final outcomes.
+_OUTCOMES = (Outcome.DELIVERED, Outcome.EXPIRED, Outcome.DEAD_LETTERED)
+
+
+class ConsumerMetrics:
+    """One LPS consumer's Prometheus series, in a registry of its own.
+
+    Every label value is fixed here (the consumer's LPS id is its operator's
+    configuration, results and outcomes are the sets above), so no record can add
+    a series. Every series exists from the start at 0, so `rate()` sees the first event.
+    """
+
+    def __init__(self, lps: str) -> None:
+        self.lps = lps
+        self.registry = CollectorRegistry()
+        self.deliveries = PromCounter(
+            "prik_deliveries",
+            "Messages taken to a final outcome (delivered, expired, dead-lettered), by LPS.",
+            ["lps", "outcome"],
+            registry=self.registry,
+        )
+        self.attempts = PromCounter(
+            "prik_delivery_attempts",
+            "Delivery attempts to the LPS endpoint, by result.",
+            ["lps", "result"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "prik_delivery_latency_seconds",
+            "From the message's time to the LPS accepting it.",
+            ["lps"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.oldest = Gauge(
+            "prik_oldest_undelivered_seconds",
+            "Age (from its time) of the oldest message this consumer holds without a final outcome.",
+            ["lps"],
+            registry=self.registry,
+        )
+        self.lag = lag_gauge(self.registry)
+        for outcome in _OUTCOMES:
+            self.deliveries.labels(lps, outcome.value)
+        for result in ATTEMPT_RESULTS:
+            self.attempts.labels(lps, result)
+        self.latency.labels(lps)
+        self.oldest.labels(lps).set(0)
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.deliveries.labels(self.lps, outcome.value).inc()
+
+    def attempt(self, result: AttemptResult) -> None:
+        self.attempts.labels(self.lps, result).inc()
+
+    def answered(self, message_time: datetime, at: datetime | None = None) -> None:
+        """The LPS accepted a message: observe its latency (a sender's clock ahead of ours counts as 0)."""
+        seconds = ((at or datetime.now(UTC)) - message_time).total_seconds()
+        self.latency.labels(self.lps).observe(max(0.0, seconds))
+
+    def undelivered(self, oldest: datetime | None, now: datetime | None = None) -> None:
+        age = 0.0 if oldest is None else ((now or datetime.now(UTC)) - oldest).total_seconds()
+        self.oldest.labels(self.lps).set(max(0.0, age))
+
+    def lags(self, group: str, lags: Iterable[tuple[str, int, int]]) -> None:
+        set_lags(self.lag, group, lags)
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ import structlog
 
 from contracts import codec
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_logger", "trace_fields"]
 
 
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
@@ -68,3 +68,16 @@ def _route_library_logs(level: int) -> None:
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
     return logger
+
+
+def trace_fields(traceparent: str | None) -> dict[str, str]:
+    """`{"trace_id": ...}` for a message that carries a W3C `traceparent`, else nothing.
+
+    The trace id (32 hex digits, the second field of `00-<trace id>-<parent id>-<flags>`)
+    lets an operator follow one message from the sender's trace through prik's log lines.
+    The contract has validated the header, so the split cannot fail on a real message.
+    """
+    if traceparent is None:
+        return {}
+    parts = traceparent.split("-")
+    return {"trace_id": parts[1]} if len(parts) >= 4 and len(parts[1]) == 32 else {}

@@ -51,9 +51,10 @@ async def test_prik_send_reaches_the_clinics_delivery_topic(
     assert message.source == "urn:prik:minlaege-video"
     assert message.id in sent.stdout
     scraped = await asyncio.to_thread(_get, f"http://127.0.0.1:{metrics_port}/metrics")
-    assert 'prik_router_records_total{type="dk.prik.advisory.video-queue.v1",verdict="routed"} 1.0' in scraped
+    routed = 'tenant="minlaege-video",type="dk.prik.advisory.video-queue.v1",verdict="routed"'
+    assert f"prik_ingress_messages_total{{{routed}}} 1.0" in scraped
     assert "prik_router_last_commit_timestamp_seconds" in scraped
-    assert "prik_router_lag_records{" in scraped
+    assert "prik_lag_records{" in scraped
     assert CPR not in scraped
     assert router.terminate() == 0
 
