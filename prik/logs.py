@@ -49,11 +49,26 @@ class _LibraryHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            text = record.getMessage()
+            text = _without_bytes(record)
         except Exception:  # noqa: BLE001  a library's bad format string must not break logging
             text = str(record.msg)
         level = logging.CRITICAL if record.levelno >= logging.CRITICAL else logging.DEBUG
         get_logger(record.name).log(level, "library", library=record.name, message=text)
+
+
+def _without_bytes(record: logging.LogRecord) -> str:
+    """The record's message with every bytes argument shown as its size only.
+
+    aiokafka's debug line "Sending (key=%s value=%s)" quotes whole records, and a
+    record's value holds patient data (a CPR): no log line may carry it.
+    """
+    args = record.args
+    if isinstance(args, tuple) and args:
+        shown = tuple(
+            f"<{len(a)} bytes>" if isinstance(a, bytes | bytearray | memoryview) else a for a in args
+        )
+        return str(record.msg) % shown
+    return record.getMessage()
 
 
 def _route_library_logs(level: int) -> None:

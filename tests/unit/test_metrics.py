@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from consumers.http_api import RuntimeHttp
 from consumers.pipeline import Phase, Pipeline, Record
 from consumers.stats import ATTEMPT_RESULTS, ConsumerMetrics
 from contracts import Message, MessageType, Outcome, Topics, codec, parse_tenants, to_bytes
-from prik.logs import trace_fields
+from prik.logs import _LibraryHandler, trace_fields
 from prik.metrics import LATENCY_BUCKETS, OTHER, SERIES, MetricsServer, bounded, exposition, set_lags
 from producers import video_queue_notice
 
@@ -391,3 +392,12 @@ async def test_consumer_http_serves_prometheus_text_and_json() -> None:
     assert body["healthy"] is True
     assert body["delivered"] == 1
     assert body["reason"] == "idle"
+
+
+def test_a_library_line_that_quotes_a_record_shows_its_size_only() -> None:
+    # aiokafka's own debug line, as the producer logs it for every record.
+    line = "Sending (key=%s value=%s) to %s"
+    record = logging.LogRecord("aiokafka", logging.DEBUG, __file__, 1, line, (b"k", CPR.encode(), "tp"), None)
+    with capture_logs() as logs:
+        _LibraryHandler().emit(record)
+    assert [entry["message"] for entry in logs] == ["Sending (key=<1 bytes> value=<10 bytes>) to tp"]
