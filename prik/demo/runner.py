@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ import structlog
 from rich.console import Console
 
 from broker import RouterService
-from contracts import Tenants
+from contracts import Outcome, PrikError, Tenants, rfc3339
 from deploy import acquire_kafka
 from deploy.directory import load_directory
 from deploy.topics import apply_topics
+from prik.accounting import OUTCOME_FIELDS, usage
+from prik.accounting.view import usage_table
 from prik.logs import configure_logging, get_logger
 from prik.settings import KafkaSettings, Settings
 
@@ -154,6 +157,8 @@ class _Demo:
         # The outage covers the middle third of the sending time.
         self.status.outage = (options.seconds / 3, 2 * options.seconds / 3)
         self.tenants: Tenants = self.cast.tenants
+        # The window of the run's `prik usage` table: everything it sends comes later.
+        self.started = datetime.now(UTC) - timedelta(seconds=1)
 
     async def run(self, stack: contextlib.AsyncExitStack) -> None:
         kafka = await acquire_kafka(self.settings.kafka.bootstrap, self.result.run_dir / "kafka")
@@ -211,6 +216,37 @@ class _Demo:
         if clinics.answer_errors:
             self.status.notes.append(f"{clinics.answer_errors} task answer(s) could not be published")
         final_report(self.console, self.status, self.tally, clinics)
+        if not self.stop.is_set():
+            await self._usage(settings)
+        # The URL of the dashboard this run served is printed here (issue 9, `prik dashboard`).
+
+    async def _usage(self, settings: Settings) -> None:
+        """The run's `prik usage` table: the same accounting, read back from Kafka itself.
+
+        Every message of the run has exactly one final receipt by now (else the run
+        has failed already), so its outcomes must agree with the demo's own count;
+        a publish that failed (a note) may still have landed, so then it is not compared.
+        """
+        try:
+            account = await usage(
+                settings.kafka,
+                settings.topics,
+                self.tenants,
+                self.started,
+                max_message_bytes=settings.max_message_bytes,
+            )
+        except PrikError as exc:
+            self.result.problems.append(f"prik usage failed: {exc}")
+            return
+        self.console.print(usage_table(account, heading=f"prik usage --since {rfc3339(self.started)}"))
+        total = account.total
+        counted = {o: getattr(total, OUTCOME_FIELDS[o]) for o in Outcome}
+        tallied = {o: self.tally.outcome_total(o) for o in Outcome}
+        if counted != tallied and not self.result.problems and not self.status.notes:
+            differ = ", ".join(
+                f"{o.value} {counted[o]} vs {tallied[o]}" for o in Outcome if counted[o] != tallied[o]
+            )
+            self.result.problems.append(f"prik usage disagrees with the demo's own count: {differ}")
 
     async def _send_and_drain(
         self, traffic: Traffic, clinics: ClinicSide, essential: list[asyncio.Task[None]]
