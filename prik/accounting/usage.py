@@ -212,24 +212,37 @@ class UsageTally:
         self._finals: dict[tuple[str, str], _Final] = {}
         self._per_minute: Counter[int] = Counter()
         self._per_minute_tenant: Counter[tuple[int, str]] = Counter()
+        # Topics of the tenants file the cluster does not have (the reader fills it in).
+        self.missing_topics: tuple[str, ...] = ()
 
     def in_window(self, timestamp_ms: int) -> bool:
         if timestamp_ms < self._since_ms:
             return False
         return self._until_ms is None or timestamp_ms < self._until_ms
 
+    def load(self, tenant: str, timestamp_ms: int, size: int) -> _Sender | None:
+        """One ingress record's load alone (messages, bytes, peak), unread; None outside the window.
+
+        Cheap: `peak()` takes only this, so a dashboard can ask about a day of traffic
+        without validating every record of it.
+        """
+        if not self.in_window(timestamp_ms):
+            return None
+        sender = self._senders.setdefault(tenant, _Sender())
+        sender.usage.messages += 1
+        sender.usage.bytes += size
+        minute = timestamp_ms // _MINUTE_MS
+        self._per_minute[minute] += 1
+        self._per_minute_tenant[minute, tenant] += 1
+        return sender
+
     def ingress(
         self, tenant: str, timestamp_ms: int, value: bytes | None, headers: Iterable[object] | None = ()
     ) -> bool:
         """One record of `tenant`'s ingress topic; False when it lies outside the window."""
-        if not self.in_window(timestamp_ms):
+        sender = self.load(tenant, timestamp_ms, len(value) if value is not None else 0)
+        if sender is None:
             return False
-        sender = self._senders.setdefault(tenant, _Sender())
-        sender.usage.messages += 1
-        sender.usage.bytes += len(value) if value is not None else 0
-        minute = timestamp_ms // _MINUTE_MS
-        self._per_minute[minute] += 1
-        self._per_minute_tenant[minute, tenant] += 1
         try:
             message = parse(value, headers, max_bytes=self._max_bytes)
         except ParseError:
@@ -255,7 +268,7 @@ class UsageTally:
         if known is None or _RANK[data.outcome] > _RANK[known.outcome]:
             self._finals[key] = _Final(data.outcome, message.source, data.recipient)
 
-    def result(self, until: datetime | None = None, missing_topics: Iterable[str] = ()) -> Usage:
+    def result(self, until: datetime | None = None) -> Usage:
         """The accounting so far; `until` names the window's end when the tally was given none."""
         receivers = {lps: ReceiverUsage() for lps in self._lps}
         clinics: dict[str, set[str]] = {lps: set() for lps in self._lps}
@@ -274,7 +287,7 @@ class UsageTally:
         for lps, seen in clinics.items():
             receivers[lps].clinics = len(seen)
         end = self.until or until or datetime.now(UTC)
-        return Usage(self.since, end, senders, receivers, self._peak(), tuple(missing_topics))
+        return Usage(self.since, end, senders, receivers, self._peak(), self.missing_topics)
 
     @staticmethod
     def _receiver(receivers: dict[str, ReceiverUsage], clinics: dict[str, set[str]], final: _Final) -> None:

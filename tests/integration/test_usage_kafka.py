@@ -18,7 +18,7 @@ import pytest
 from consumers import Backoff, ClinicConsumer, ReferenceLps, WebhookDeliverer
 from contracts import DirectoryEntry, Message, Receipt, TaskRequest, TaskStatusUpdate, rfc3339, to_bytes
 from deploy.directory import load_directory
-from prik.accounting import usage
+from prik.accounting import traffic, usage
 from prik.kafka import make_producer
 from producers import (
     Publisher,
@@ -342,3 +342,9 @@ async def test_a_short_window_reads_only_its_own_records(world: World) -> None:
     assert earlier.senders[VIDEO].open == 200
     assert earlier.peak.tenant == VIDEO
     assert earlier.until == middle
+
+    # The load alone, as a dashboard asks for it: the same counts and peak, nothing judged.
+    load = await traffic(world.kafka, world.topics, world.tenants, before, until=middle)
+    assert (load.senders[VIDEO].messages, load.senders[VIDEO].bytes) == (200, earlier.senders[VIDEO].bytes)
+    assert load.peak == earlier.peak
+    assert load.senders[VIDEO].open == 0

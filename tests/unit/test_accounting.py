@@ -344,6 +344,20 @@ def test_result_can_be_taken_again_as_more_records_come() -> None:
     assert (again.senders[VIDEO].open, again.senders[VIDEO].delivered) == (0, 1)
 
 
+def test_load_alone_counts_messages_bytes_and_peak_without_reading_records() -> None:
+    read, unread = tally(), tally()
+    values = [to_bytes(notice()), b"not json", to_bytes(notice())]
+    for n, value in enumerate(values):
+        read.ingress(VIDEO, at(3, seconds=n), value)
+        unread.load(VIDEO, at(3, seconds=n), len(value))
+    assert unread.load(VIDEO, ms(UNTIL), 10) is None
+    full, light = read.result(), unread.result()
+    assert (light.senders[VIDEO].messages, light.senders[VIDEO].bytes) == (3, sum(map(len, values)))
+    assert light.peak == full.peak
+    assert light.senders[VIDEO].rejected == 0  # nothing was read, so nothing is judged
+    assert full.senders[VIDEO].rejected == 1
+
+
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         UsageTally(TENANTS, datetime(2026, 11, 26))  # noqa: DTZ001 - the point of the test
