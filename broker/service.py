@@ -60,11 +60,11 @@ class RouterService:
         self._progress_every = progress_every
         self.metrics = RouterMetrics(topics, tenants)
         self._group_id = f"{topics.prefix}-router"
-        # Prometheus text and health on PRIK_METRICS_PORT; loopback only (patient data never, but still).
+        # Prometheus text and health on PRIK_METRICS_HOST:PRIK_METRICS_PORT (loopback by default).
         self.metrics_server: MetricsServer | None = None
         if settings.metrics_port is not None:
             self.metrics_server = MetricsServer(
-                host="127.0.0.1",
+                host=settings.metrics_host,
                 port=settings.metrics_port,
                 registry=self.metrics.registry,
                 health=self.health,

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     tenants: Path | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Where the router's /metrics and /health listen: loopback unless a scraper or probe
+    # elsewhere must reach them (a container: 0.0.0.0).
+    metrics_host: str = "127.0.0.1"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Every topic name starts with this; tests give each run its own, so
     # parallel runs on one broker never see each other's data.
