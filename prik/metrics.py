@@ -21,7 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from contracts import MessageType, codec
+from contracts import ConfigError, MessageType, codec
 
 # Without this every counter and histogram also exports a `*_created` series: twice the
 # series for a timestamp no dashboard here uses. It is the library's switch for the
@@ -167,6 +167,11 @@ class MetricsServer:
         await runner.setup()
         try:
             await web.TCPSite(runner, self._host, self._requested_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            # A port in use or an address not of this host: the operator's setting, one clear line.
+            msg = f"cannot serve metrics on {self._host}:{self._requested_port} ({exc.strerror or exc})"
+            raise ConfigError(msg) from None
         except BaseException:
             await runner.cleanup()
             raise

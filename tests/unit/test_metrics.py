@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiokafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
@@ -20,7 +21,7 @@ from consumers import Backoff, CallbackDeliverer, ConsumerStats, DeliveryRefused
 from consumers.http_api import RuntimeHttp
 from consumers.pipeline import Phase, Pipeline, Record
 from consumers.stats import ATTEMPT_RESULTS, ConsumerMetrics
-from contracts import Message, MessageType, Outcome, Topics, codec, parse_tenants, to_bytes
+from contracts import ConfigError, Message, MessageType, Outcome, Topics, codec, parse_tenants, to_bytes
 from prik.logs import _LibraryHandler, trace_fields
 from prik.metrics import LATENCY_BUCKETS, OTHER, SERIES, MetricsServer, bounded, exposition, set_lags
 from producers import video_queue_notice
@@ -401,3 +402,19 @@ def test_a_library_line_that_quotes_a_record_shows_its_size_only() -> None:
     with capture_logs() as logs:
         _LibraryHandler().emit(record)
     assert [entry["message"] for entry in logs] == ["Sending (key=<1 bytes> value=<10 bytes>) to tp"]
+
+
+async def test_a_metrics_port_in_use_is_a_configuration_error() -> None:
+    async def health() -> tuple[bool, dict[str, object]]:
+        return True, {}
+
+    registry = ConsumerMetrics("lps-xmo").registry
+    first = MetricsServer(host="127.0.0.1", port=0, registry=registry, health=health)
+    await first.start()
+    assert first.port is not None
+    second = MetricsServer(host="127.0.0.1", port=first.port, registry=registry, health=health)
+    try:
+        with pytest.raises(ConfigError, match="cannot serve metrics"):
+            await second.start()
+    finally:
+        await first.stop()
