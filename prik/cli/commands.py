@@ -1,11 +1,12 @@
 """Importing this module registers every sub-command on the root app."""
 
-from . import bench, broker, consumer, demo, directory, dlq, kafka, send, topics, usage, validate
+from . import bench, broker, consumer, dashboard, demo, directory, dlq, kafka, send, topics, usage, validate
 
 __all__ = [
     "bench",
     "broker",
     "consumer",
+    "dashboard",
     "demo",
     "directory",
     "dlq",
