@@ -105,7 +105,9 @@ def usage_command(
     dead-lettered, and to how many clinics. Peak: the busiest minute of all
     ingress traffic and who sent most in it. Read from Kafka itself (only the
     window, from offsets_for_times), so it is right after any restart and while
-    the router is down. A table, or JSON with --json; progress goes to stderr.
+    the router is down. Kafka keeps the ingress and replies topics a week
+    (`prik topics apply`): a longer window counts what is left. A table, or JSON
+    with --json; progress goes to stderr.
 
         prik usage                 # the last 24 hours
         prik usage --since 15m --json
