@@ -220,12 +220,15 @@ class UsageTally:
             return False
         return self._until_ms is None or timestamp_ms < self._until_ms
 
-    def load(self, tenant: str, timestamp_ms: int, size: int) -> _Sender | None:
-        """One ingress record's load alone (messages, bytes, peak), unread; None outside the window.
+    def load(self, tenant: str, timestamp_ms: int, size: int) -> bool:
+        """One ingress record's load alone (messages, bytes, peak), unread; False outside the window.
 
-        Cheap: `peak()` takes only this, so a dashboard can ask about a day of traffic
-        without validating every record of it.
+        Cheap: `traffic()` takes only this, so a dashboard can ask about a day of
+        traffic without validating every record of it.
         """
+        return self._load(tenant, timestamp_ms, size) is not None
+
+    def _load(self, tenant: str, timestamp_ms: int, size: int) -> _Sender | None:
         if not self.in_window(timestamp_ms):
             return None
         sender = self._senders.setdefault(tenant, _Sender())
@@ -240,7 +243,7 @@ class UsageTally:
         self, tenant: str, timestamp_ms: int, value: bytes | None, headers: Iterable[object] | None = ()
     ) -> bool:
         """One record of `tenant`'s ingress topic; False when it lies outside the window."""
-        sender = self.load(tenant, timestamp_ms, len(value) if value is not None else 0)
+        sender = self._load(tenant, timestamp_ms, len(value) if value is not None else 0)
         if sender is None:
             return False
         try:

@@ -350,7 +350,7 @@ def test_load_alone_counts_messages_bytes_and_peak_without_reading_records() -> 
     for n, value in enumerate(values):
         read.ingress(VIDEO, at(3, seconds=n), value)
         unread.load(VIDEO, at(3, seconds=n), len(value))
-    assert unread.load(VIDEO, ms(UNTIL), 10) is None
+    assert not unread.load(VIDEO, ms(UNTIL), 10)
     full, light = read.result(), unread.result()
     assert (light.senders[VIDEO].messages, light.senders[VIDEO].bytes) == (3, sum(map(len, values)))
     assert light.peak == full.peak
