@@ -18,6 +18,8 @@ from prik.settings import KafkaSettings
 
 __all__ = [
     "CO_PARTITIONED",
+    "DLQ_MAX_BATCH_BYTES",
+    "INGRESS_MAX_BATCH_BYTES",
     "ApplyReport",
     "TopicSpec",
     "apply_topics",
@@ -33,6 +35,14 @@ REPLIES_PARTITIONS = 3
 DLQ_PARTITIONS = 3
 DIRECTORY_PARTITIONS = 3
 MAX_REPLICATION = 3
+
+# Kafka's max.message.bytes bounds a producer's record *batch*, not one record, so it
+# cannot be PRIK_MAX_MESSAGE_BYTES itself (a sender's batch of small messages would be
+# refused whole): the router refuses single records over that limit. What the topics
+# match is each other: any record an ingress topic takes fits, as a dead letter with
+# its error headers, into the dead-letter topic.
+INGRESS_MAX_BATCH_BYTES = 1024 * 1024
+DLQ_MAX_BATCH_BYTES = INGRESS_MAX_BATCH_BYTES + 64 * 1024
 
 _DAY_MS = 24 * 60 * 60 * 1000
 _WEEK = str(7 * _DAY_MS)
@@ -77,11 +87,20 @@ def topic_specs(topics: Topics, tenants: Tenants, replication: int) -> list[Topi
         return TopicSpec(name, partitions, MappingProxyType({"min.insync.replicas": min_isr, **configs}))
 
     week = {"cleanup.policy": "delete", "retention.ms": _WEEK}
-    specs = [spec(topics.ingress(t), CO_PARTITIONED, **week) for t in tenants.ids]
+    ingress = {**week, "max.message.bytes": str(INGRESS_MAX_BATCH_BYTES)}
+    specs = [spec(topics.ingress(t), CO_PARTITIONED, **ingress) for t in tenants.ids]
     specs += [spec(topics.deliver(lps), DELIVER_PARTITIONS, **week) for lps in tenants.lps_ids]
     specs += [spec(topics.replies(t), REPLIES_PARTITIONS, **week) for t in tenants.ids]
     specs += [
-        spec(topics.dlq, DLQ_PARTITIONS, **{"cleanup.policy": "delete", "retention.ms": _MONTH}),
+        spec(
+            topics.dlq,
+            DLQ_PARTITIONS,
+            **{
+                "cleanup.policy": "delete",
+                "retention.ms": _MONTH,
+                "max.message.bytes": str(DLQ_MAX_BATCH_BYTES),
+            },
+        ),
         spec(topics.directory, DIRECTORY_PARTITIONS, **{"cleanup.policy": "compact"}),
         spec(topics.tasks, CO_PARTITIONED, **{"cleanup.policy": "compact"}),
     ]
