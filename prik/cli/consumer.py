@@ -146,7 +146,10 @@ def run(  # noqa: PLR0917  typer reads its options from the parameters
     http_port: Annotated[
         int,
         typer.Option(
-            "--http-port", min=0, max=65535, help="Port of /health and /tasks/{id}/status (0: any)."
+            "--http-port",
+            min=0,
+            max=65535,
+            help="Port of /health, /metrics (Prometheus) and /tasks/{id}/status (0: any).",
         ),
     ] = 0,
     http_host: Annotated[
