@@ -47,9 +47,7 @@ def dashboard(
     settings = load_settings()
     configure_logging(settings.log_level)
     parties = tenants_from_settings(settings, tenants)
-    peak = accounting_peak(
-        settings.kafka, settings.topics, parties, max_message_bytes=settings.max_message_bytes
-    )
+    peak = accounting_peak(settings.kafka, settings.topics, parties)
     page = Dashboard(settings.kafka, settings.topics, parties, host=host, port=port, peak=peak)
 
     def started(url: str) -> None:

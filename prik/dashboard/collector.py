@@ -57,7 +57,8 @@ __all__ = ["DLQ_FULL_SCAN", "PEAK_HOURS", "Collector", "PeakFinder", "safe_text"
 
 _log = get_logger("prik.dashboard")
 
-PeakFinder = Callable[[], Awaitable[Peak | None]]
+# The busiest minute since a time (the accounting module's `traffic`, in production).
+PeakFinder = Callable[[datetime], Awaitable[Peak | None]]
 
 # Up to this many offsets the dead-letter topic is read from its beginning (exact depth);
 # beyond it only the window is read and the depth is end minus beginning.
@@ -69,8 +70,11 @@ _MAX_FAILING = 5_000
 _SHOWN_FAILING = 12
 _SHOWN_WAITING = 12
 _DISCOVER_EVERY = 30.0
-# The accounting module reads every ingress record of the window: now and then, in the background.
-_PEAK_EVERY = 1800.0
+# The accounting module reads every ingress record of its window: the whole day now and then,
+# the last minutes every minute.
+_PEAK_FULL_EVERY = 1800.0
+_PEAK_RECENT_EVERY = 60.0
+_PEAK_RECENT_SPAN = 180.0
 # The last peak is the busiest minute of this many hours.
 PEAK_HOURS = 24
 _PROBE_WAIT = 1.5
@@ -152,12 +156,11 @@ class Collector:
         self._backlogs = Backlogs(limit=BACKLOG_COUNT_LIMIT)
         self._partitions: dict[str, list[TopicPartition]] = {}
         self._discovered_at = float("-inf")
-        self._peak: Peak | None = None
+        self._peaks: list[Peak] = []
         self._peak_error: str | None = None
         self._peak_task: asyncio.Task[None] | None = None
-        self._peak_at = float("-inf")
-        self._minutes: dict[int, Counter[str]] = {}
-        self._previous_sums: dict[str, int] | None = None
+        self._peak_full_at = float("-inf")
+        self._peak_recent_at = float("-inf")
         self._stack = contextlib.AsyncExitStack()
         self._admin: AIOKafkaAdminClient | None = None
         self._groups_admin: Any = None  # confluent-kafka's AdminClient, made on first use
@@ -291,7 +294,7 @@ class Collector:
             found = await consumer.offsets_for_times(dict.fromkeys(new, since_ms))
         # A small dead-letter topic is read whole, so its depth counts letters, not offsets.
         dlq_span = sum(ends[tp] - begins[tp] for tp in dlq)
-        if dlq and not assigned and dlq_span <= DLQ_FULL_SCAN:
+        if dlq and self._dlq_scan_ends is None and dlq_span <= DLQ_FULL_SCAN:
             for tp in dlq:
                 consumer.seek(tp, begins[tp])
             self._dlq_scan_ends = {tp: ends[tp] for tp in dlq}
@@ -424,7 +427,7 @@ class Collector:
     async def _sample(self) -> DashboardState:
         if time.monotonic() - self._discovered_at > _DISCOVER_EVERY:
             await self._discover()
-        self._maybe_ask_peak()
+        self._maybe_ask_peak(self._clock())
         probe, admin = self._probe, self._admin
         assert probe is not None  # noqa: S101  start() made it
         assert admin is not None  # noqa: S101  start() made it
@@ -438,9 +441,7 @@ class Collector:
         def summed(topic: str) -> int:
             return sum(ends[tp] for tp in self._partitions.get(topic, ()))
 
-        sums = {t: summed(topic) for t, topic in ingress.items()}
-        self._ingress_rates.add(time.monotonic(), sums)
-        self._count_minutes(now, sums)
+        self._ingress_rates.add(time.monotonic(), {t: summed(topic) for t, topic in ingress.items()})
         ingress_rates = self._ingress_rates.rates()
         self._records.prune(now)
         recent = self._records.total(now)
@@ -686,48 +687,41 @@ class Collector:
 
     # -- the peak ------------------------------------------------------------------------
 
-    def _count_minutes(self, now: float, sums: dict[str, int]) -> None:
-        """Ingress records per tenant per minute, from the offsets gained since the last tick.
-
-        The gain between two ticks counts for the minute of the later one: at most a tick off.
-        """
-        previous, self._previous_sums = self._previous_sums, sums
-        if previous is None:
-            return
-        minute = int(now // 60)
-        counts = self._minutes.setdefault(minute, Counter())
-        for tenant, end in sums.items():
-            gained = end - previous.get(tenant, end)
-            if gained > 0:
-                counts[tenant] += gained
-        for old in [m for m in self._minutes if m < minute - PEAK_HOURS * 60]:
-            del self._minutes[old]
-
     def _last_peak(self, now: float) -> Peak | None:
-        """The busiest minute of the last `PEAK_HOURS`: the accounting module's, or one seen live since."""
+        """The busiest minute of the last `PEAK_HOURS` the accounting module has found."""
         since = datetime.fromtimestamp(now - PEAK_HOURS * 3600, UTC)
-        best = self._peak if self._peak is not None and self._peak.at >= since else None
-        for minute, counts in self._minutes.items():
-            total = sum(counts.values())
-            if total and (best is None or total > best.per_minute):
-                tenant, most = counts.most_common(1)[0]
-                at = datetime.fromtimestamp(minute * 60, UTC)
-                best = Peak(per_minute=total, at=at, tenant=tenant, tenant_per_minute=most, since=since)
-        return best
+        self._peaks = [p for p in self._peaks if p.at >= since]
+        if not self._peaks:
+            return None
+        best = max(self._peaks, key=lambda p: (p.per_minute, p.at))
+        return best.model_copy(update={"since": since})
 
-    def _maybe_ask_peak(self) -> None:
-        """Ask the accounting module for the last peak now and then, in the background."""
-        if self._peak_finder is None or time.monotonic() - self._peak_at < _PEAK_EVERY:
+    def _maybe_ask_peak(self, now: float) -> None:
+        """Ask the accounting module in the background: the whole 24 hours now and then (it reads
+        every ingress record of them), the last few minutes every minute (so a new peak shows soon)."""
+        if self._peak_finder is None or (self._peak_task is not None and not self._peak_task.done()):
             return
-        if self._peak_task is not None and not self._peak_task.done():
+        if now - self._peak_full_at >= _PEAK_FULL_EVERY:
+            self._peak_full_at = self._peak_recent_at = now
+            since, full = now - PEAK_HOURS * 3600, True
+        elif now - self._peak_recent_at >= _PEAK_RECENT_EVERY:
+            self._peak_recent_at = now
+            since, full = now - _PEAK_RECENT_SPAN, False
+        else:
             return
-        self._peak_at = time.monotonic()
-        self._peak_task = asyncio.create_task(self._ask_peak(self._peak_finder), name="prik-dashboard-peak")
+        ask = self._ask_peak(self._peak_finder, datetime.fromtimestamp(since, UTC), full=full)
+        self._peak_task = asyncio.create_task(ask, name="prik-dashboard-peak")
 
-    async def _ask_peak(self, finder: PeakFinder) -> None:
+    async def _ask_peak(self, finder: PeakFinder, since: datetime, *, full: bool) -> None:
         try:
-            self._peak = await finder()
-            self._peak_error = None
+            found = await finder(since)
         except (AIOKafkaError, PrikError, OSError, TimeoutError) as exc:
             self._peak_error = str(exc) if isinstance(exc, PrikError) else type(exc).__name__
             _log.warning("dashboard peak failed", error=self._peak_error)
+            return
+        self._peak_error = None
+        if full:
+            # A whole read knows the 24 hours' best: keep only what is newer than it read.
+            self._peaks = [p for p in self._peaks if p.at > (found.at if found else since)]
+        if found is not None:
+            self._peaks.append(found)

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from contracts import Topics
 from contracts.tenants import Tenants
-from prik.accounting import usage
+from prik.accounting import traffic
 from prik.settings import KafkaSettings
 
-from .collector import PEAK_HOURS, PeakFinder
+from .collector import PeakFinder
 from .model import Peak
 
 __all__ = ["accounting_peak"]
 
 
-def accounting_peak(
-    kafka: KafkaSettings, topics: Topics, tenants: Tenants, *, max_message_bytes: int, hours: int = PEAK_HOURS
-) -> PeakFinder:
-    """A finder of the busiest minute of the last `hours`, exactly as `prik usage` counts it."""
+def accounting_peak(kafka: KafkaSettings, topics: Topics, tenants: Tenants) -> PeakFinder:
+    """A finder of the busiest minute since a time, exactly as `prik usage` counts it.
 
-    async def find() -> Peak | None:
-        since = datetime.now(UTC) - timedelta(hours=hours)
-        found = await usage(kafka, topics, tenants, since, max_message_bytes=max_message_bytes)
+    `traffic`, not `usage`: the load alone, without validating every record, so asking
+    now and then costs little more than reading the window's ingress records.
+    """
+
+    async def find(since: datetime) -> Peak | None:
+        found = await traffic(kafka, topics, tenants, since)
         peak = found.peak
         if peak.at is None or not peak.per_minute:
             return None
@@ -31,7 +32,6 @@ def accounting_peak(
             at=peak.at,
             tenant=peak.tenant,
             tenant_per_minute=peak.tenant_messages,
-            since=since,
         )
 
     return find

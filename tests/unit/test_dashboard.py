@@ -245,18 +245,43 @@ def test_receipts_count_as_outcomes_of_their_sender_and_lps() -> None:
     assert recent[("deliver", "lps-xmo")] == 1
 
 
-def test_the_last_peak_is_the_busier_of_accounting_and_live_minutes() -> None:
+async def test_the_last_peak_is_the_busiest_minute_accounting_found_in_24_hours() -> None:
     now = 1_700_000_000.0
-    c = collector(now)
-    c._count_minutes(now - 120, {"minlaege-video": 0, "kommune-0101": 0})
-    c._count_minutes(now - 110, {"minlaege-video": 50, "kommune-0101": 20})
-    live = c._last_peak(now)
-    assert live is not None
-    assert (live.per_minute, live.tenant, live.tenant_per_minute) == (70, "minlaege-video", 50)
-    c._peak = Peak(per_minute=500, at=datetime.fromtimestamp(now - 7200, UTC), tenant="kommune-0101")
-    assert c._last_peak(now) == c._peak
-    c._peak = Peak(per_minute=500, at=datetime.fromtimestamp(now - 2 * 86400, UTC), tenant="kommune-0101")
-    assert c._last_peak(now) == live  # older than the 24 hours shown
+    asked: list[datetime] = []
+    answers: list[Peak | None] = []
+
+    async def finder(since: datetime) -> Peak | None:
+        asked.append(since)
+        return answers.pop(0)
+
+    def minute(ago: float, per_minute: int) -> Peak:
+        return Peak(per_minute=per_minute, at=datetime.fromtimestamp(now - ago, UTC), tenant="kommune-0101")
+
+    c = Collector(KafkaSettings(), TOPICS, TENANTS, clock=lambda: now, peak=finder)
+
+    async def ask(at: float, answer: Peak | None) -> None:
+        answers.append(answer)
+        c._maybe_ask_peak(at)
+        assert c._peak_task is not None
+        await c._peak_task
+
+    # The first read covers the whole 24 hours; later ones only the last minutes.
+    await ask(now, minute(7200, 500))
+    assert asked[-1] == datetime.fromtimestamp(now - 86400, UTC)
+    await ask(now + 60, minute(0, 70))
+    assert asked[-1] == datetime.fromtimestamp(now + 60 - 180, UTC)
+    shown = c._last_peak(now + 60)
+    assert shown is not None
+    assert (shown.per_minute, shown.at) == (500, datetime.fromtimestamp(now - 7200, UTC))
+    await ask(now + 120, minute(-60, 900))
+    shown = c._last_peak(now + 120)
+    assert shown is not None
+    assert shown.per_minute == 900
+    # A day later the old peaks have left the window.
+    assert c._last_peak(now + 2 * 86400) is None
+    # Not asked again before a minute has passed.
+    c._maybe_ask_peak(now + 130)
+    assert len(asked) == 3
 
 
 # -- the HTTP side -------------------------------------------------------------------------
