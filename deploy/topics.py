@@ -87,7 +87,13 @@ def topic_specs(topics: Topics, tenants: Tenants, replication: int) -> list[Topi
         return TopicSpec(name, partitions, MappingProxyType({"min.insync.replicas": min_isr, **configs}))
 
     week = {"cleanup.policy": "delete", "retention.ms": _WEEK}
-    ingress = {**week, "max.message.bytes": str(INGRESS_MAX_BATCH_BYTES)}
+    # The broker's clock, not the sender's: accounting windows and the dedup window's
+    # read-back (offsets_for_times) go by record time, and a sender could lie about it.
+    ingress = {
+        **week,
+        "max.message.bytes": str(INGRESS_MAX_BATCH_BYTES),
+        "message.timestamp.type": "LogAppendTime",
+    }
     specs = [spec(topics.ingress(t), CO_PARTITIONED, **ingress) for t in tenants.ids]
     specs += [spec(topics.deliver(lps), DELIVER_PARTITIONS, **week) for lps in tenants.lps_ids]
     specs += [spec(topics.replies(t), REPLIES_PARTITIONS, **week) for t in tenants.ids]

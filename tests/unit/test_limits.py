@@ -80,6 +80,8 @@ def test_any_ingress_record_fits_the_dead_letter_topic_with_its_headers() -> Non
     tenants = parse_tenants('[[tenant]]\nid = "lps-x"\nrole = "lps"\n')
     specs = {s.name: s for s in topic_specs(Topics("p"), tenants, 1)}
     assert specs["p.ingress.lps-x"].configs["max.message.bytes"] == str(INGRESS_MAX_BATCH_BYTES)
+    # Accounting windows go by the broker's clock, not a sender's claim.
+    assert specs["p.ingress.lps-x"].configs["message.timestamp.type"] == "LogAppendTime"
     assert int(specs["p.dlq"].configs["max.message.bytes"]) == DLQ_MAX_BATCH_BYTES
     assert DLQ_MAX_BATCH_BYTES - INGRESS_MAX_BATCH_BYTES >= 4 * MAX_HEADER_BYTES
     assert INGRESS_MAX_BATCH_BYTES >= 4 * MAX_MESSAGE_BYTES
