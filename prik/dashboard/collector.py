@@ -170,6 +170,7 @@ class Collector:
         self._tail_wanted: set[TopicPartition] = set()
         self._tail_error: str | None = None
         self._last: DashboardState | None = None
+        self._sample_error: str | None = None
 
     # -- life --------------------------------------------------------------------------
 
@@ -269,8 +270,10 @@ class Collector:
             except asyncio.CancelledError:
                 raise
             except (AIOKafkaError, PrikError, OSError) as exc:
-                self._tail_error = f"reading records: {type(exc).__name__}"
-                _log.warning("dashboard tail failed", error=type(exc).__name__)
+                error = f"reading records: {type(exc).__name__}"
+                if error != self._tail_error:  # once per kind of trouble, not every tick
+                    _log.warning("dashboard tail failed", error=type(exc).__name__)
+                self._tail_error = error
                 await asyncio.sleep(self.tick)
 
     async def _reassign(
@@ -408,9 +411,14 @@ class Collector:
             state = await asyncio.wait_for(self._sample(), timeout=max(10.0, 5 * self.tick))
         except (AIOKafkaError, PrikError, OSError, TimeoutError) as exc:
             text = str(exc) if isinstance(exc, PrikError) else f"Kafka did not answer ({type(exc).__name__})"
-            _log.warning("dashboard sample failed", error=text)
+            if text != self._sample_error:  # once per kind of trouble, not every tick
+                _log.warning("dashboard sample failed", error=text)
+            self._sample_error = text
             base = self._last or self._empty()
             return base.model_copy(update={"kafka_error": text, "generated_at": datetime.now(UTC)})
+        if self._sample_error is not None:
+            _log.info("dashboard sampling again")
+            self._sample_error = None
         self._last = state
         return state
 
@@ -568,8 +576,12 @@ class Collector:
         for name, future in futures.items():
             try:
                 described = await asyncio.wrap_future(future)
-            except ConfluentException:
-                continue  # no coordinator yet (a fresh broker): unknown this tick
+            except ConfluentException as exc:
+                # No coordinator yet (a fresh broker), or Kafka went away: unknown this tick.
+                # A new client next tick: librdkafka's admin did not recover from a broker restart.
+                _log.debug("describing consumer groups failed", error=type(exc).__name__)
+                self._groups_admin = None
+                continue
             state = described.state.name.lower()
             # A group nobody ever joined is "dead" to Kafka; to an operator it has no consumers.
             out[name] = (state, len(described.members))
