@@ -64,7 +64,7 @@ class ClinicSide:
 
     def __init__(
         self,
-        kafka: KafkaSettings,
+        kafka: Callable[[str], KafkaSettings],
         topics: Topics,
         vendors: Sequence[str],
         tally: Tally,
@@ -98,7 +98,7 @@ class ClinicSide:
             await server.start()
             self.servers[lps] = server
             consumer = ClinicConsumer(
-                self._kafka,
+                self._kafka(lps),
                 self._topics,
                 lps,
                 WebhookDeliverer(server.url, server.secret, total_timeout=5.0),

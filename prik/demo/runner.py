@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from pydantic import SecretStr
 from rich.console import Console
 
 from broker import RouterService
 from contracts import Outcome, PrikError, Tenants, rfc3339
 from deploy import acquire_kafka
+from deploy.acls import ROUTER_USER, apply_access
 from deploy.directory import load_directory
 from deploy.topics import apply_topics
 from prik.accounting import OUTCOME_FIELDS, usage
@@ -57,6 +59,8 @@ class DemoOptions:
     max_retry_time: float = 4.0
     run_root: Path = Path(".prik/demo")
     seed: int | None = None
+    # A SASL_SSL broker of the run's own; every party connects as its own Kafka user.
+    secure: bool = False
 
 
 @dataclass(slots=True)
@@ -161,21 +165,36 @@ class _Demo:
         self.started = datetime.now(UTC) - timedelta(seconds=1)
 
     async def run(self, stack: contextlib.AsyncExitStack) -> None:
-        kafka = await acquire_kafka(self.settings.kafka.bootstrap, self.result.run_dir / "kafka")
+        kafka = await acquire_kafka(
+            self.settings.kafka.bootstrap, self.result.run_dir / "kafka", secure=self.options.secure
+        )
         stack.push_async_callback(kafka.release)
         self.status.kafka = kafka.description
         if self.stop.is_set():
             raise _Interrupted
+        # The operators' part (topics, users and ACLs, directory, the usage report) runs as admin;
+        # every other party connects as its own Kafka user, so the ACLs are what the demo runs under.
         settings = self.settings.model_copy(
-            update={"kafka": KafkaSettings(bootstrap=kafka.bootstrap), "topic_prefix": self.prefix}
+            update={
+                "kafka": kafka.admin,
+                "topic_prefix": self.prefix,
+                "route_key": SecretStr(secrets.token_urlsafe(32)),
+            }
         )
         kafka_settings, topics = settings.kafka, settings.topics
+        credentials = self.result.run_dir / "credentials"
+
+        def as_party(user: str) -> KafkaSettings:
+            return kafka.as_user(user, credentials / f"{user}.password")
+
         _log.info("demo starting", prefix=self.prefix, kafka=kafka.description)
         await _step(self.stop, apply_topics(kafka_settings, topics, self.tenants))
+        if kafka.secure:
+            await _step(self.stop, apply_access(kafka_settings, topics, self.tenants, credentials))
         await _step(self.stop, load_directory(kafka_settings, topics, self.cast.clinics))
 
         clinics = ClinicSide(
-            kafka_settings,
+            as_party,
             topics,
             LPS_VENDORS,
             self.tally,
@@ -185,20 +204,21 @@ class _Demo:
         stack.push_async_callback(clinics.stop)
         await _step(self.stop, clinics.start())
 
-        router = RouterService(settings, lambda: self.tenants, instance_id="demo")
+        router_settings = settings.model_copy(update={"kafka": as_party(ROUTER_USER)})
+        router = RouterService(router_settings, lambda: self.tenants, instance_id="demo")
         stack.push_async_callback(router.stop)
         await _step(self.stop, router.start())
         router_task = asyncio.create_task(router.run(handle_signals=False), name="prik-demo-router")
         stack.push_async_callback(self._stop_router, router, router_task)
 
         watchers = [
-            asyncio.create_task(watch_replies(kafka_settings, topics, tenant, self.tally))
+            asyncio.create_task(watch_replies(as_party(tenant), topics, tenant, self.tally))
             for tenant in (VIDEO_PLATFORM, *(m.tenant for m in MUNICIPALITIES), *LPS_VENDORS)
         ]
         stack.push_async_callback(_cancel, watchers)
 
         traffic = Traffic(
-            kafka_settings,
+            as_party,
             topics,
             self.cast,
             self.tally,

@@ -100,7 +100,7 @@ class Traffic:
 
     def __init__(
         self,
-        kafka: KafkaSettings,
+        kafka: Callable[[str], KafkaSettings],
         topics: Topics,
         cast: Cast,
         tally: Tally,
@@ -118,7 +118,8 @@ class Traffic:
         self._rng = random.Random(seed)  # noqa: S311  traffic shapes, not secrets
         self._state = _State(referrals={m.tenant: [] for m in MUNICIPALITIES})
         self._publishers: dict[str, Publisher] = {}
-        self._raw: AIOKafkaProducer | None = None
+        # One raw producer per sender: in secure mode each may write its own ingress topic only.
+        self._raw: dict[str, AIOKafkaProducer] = {}
         self._in_flight: set[asyncio.Task[None]] = set()
         self._healthy = [c.sor for c in cast.clinics if c.sor != failing_clinic]
         self._known = frozenset(c.sor for c in cast.clinics)
@@ -126,13 +127,18 @@ class Traffic:
 
     async def start(self) -> None:
         for tenant in (VIDEO_PLATFORM, *(m.tenant for m in MUNICIPALITIES)):
-            publisher = Publisher(self._kafka, tenant, self._topics)
+            kafka = self._kafka(tenant)
+            publisher = Publisher(kafka, tenant, self._topics)
             await publisher.start()
             self._publishers[tenant] = publisher
-        raw = make_producer(self._kafka, client_id="prik-demo-raw")
-        with kafka_errors(f"connecting to Kafka at {self._kafka.bootstrap}"):
-            await raw.start()
-        self._raw = raw
+            raw = make_producer(kafka, client_id="prik-demo-raw")
+            try:
+                with kafka_errors(f"connecting to Kafka at {kafka.bootstrap}"):
+                    await raw.start()
+            except BaseException:
+                await raw.stop()
+                raise
+            self._raw[tenant] = raw
 
     async def stop(self) -> None:
         """Wait for the publishes in flight, then close every producer."""
@@ -141,8 +147,8 @@ class Traffic:
         for publisher in self._publishers.values():
             await publisher.stop()
         self._publishers.clear()
-        raw, self._raw = self._raw, None
-        if raw is not None:
+        raws, self._raw = self._raw, {}
+        for raw in raws.values():
             await raw.stop()
 
     async def run(self, seconds: float, stop: asyncio.Event) -> None:
@@ -359,7 +365,7 @@ class Traffic:
 
     def _publish_raw(self, tenant: str, value: bytes, row: str, *, message_id: str | None = None) -> None:
         """Bytes the SDK would refuse to send; a malformed one is known by where Kafka stored it."""
-        raw = self._raw
+        raw = self._raw.get(tenant)
         assert raw is not None  # noqa: S101  start() precedes run()
         topic, source, now = self._topics.ingress(tenant), source_of(tenant), datetime.now(UTC)
         if message_id is not None:

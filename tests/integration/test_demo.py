@@ -96,3 +96,31 @@ def test_sigint_stops_everything_including_the_kafka_it_started(tmp_path: Path) 
     text = log.read_text()
     assert "interrupted" in text
     assert "Traceback" not in text
+
+
+def test_the_secure_demo_runs_every_party_on_its_own_credentials(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "-m", "prik", "demo", "--secure", "--seconds", "10", "--run-dir", str(runs)],
+        cwd=tmp_path,
+        # A plaintext broker answering here must not be used: --secure starts one of its own.
+        env=_demo_env("127.0.0.1:1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout[-4000:] + result.stderr[-2000:]
+    assert result.returncode == 0, output
+    assert "(SASL_SSL, started for this run)" in result.stdout
+    assert _row(result.stdout, "all")["lost"] == "0", output
+    (run,) = runs.iterdir()
+    made = {path.name: path for path in (run / "credentials").iterdir()}
+    parties = {"router", "minlaege-video", "kommune-0101", "lps-xmo", "lps-novax", "lps-clinea"}
+    assert parties <= {name.removesuffix(".password") for name in made}
+    for path in made.values():
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+        password = path.read_text().strip()
+        assert password not in result.stdout + result.stderr
+        assert password not in (run / "demo.log").read_text()
+    assert _processes_mentioning(str(runs)) == [], "the demo's secure Kafka outlived it"
