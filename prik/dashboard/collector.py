@@ -53,7 +53,15 @@ from .model import (
 )
 from .window import Buckets, History, OffsetRates
 
-__all__ = ["DLQ_FULL_SCAN", "PEAK_HOURS", "Collector", "PeakFinder", "safe_text", "sor_or_none"]
+__all__ = [
+    "DLQ_FULL_SCAN",
+    "PEAK_HOURS",
+    "WAITING_AFTER",
+    "Collector",
+    "PeakFinder",
+    "safe_text",
+    "sor_or_none",
+]
 
 _log = get_logger("prik.dashboard")
 
@@ -69,6 +77,9 @@ _SHOWN_CHARS = 160
 _MAX_FAILING = 5_000
 _SHOWN_FAILING = 12
 _SHOWN_WAITING = 12
+# A delivery waits this long before its clinic is listed as holding its partition back:
+# below it, it is a delivery in flight, and listing those would hide the ones that matter.
+WAITING_AFTER = 10.0
 _DISCOVER_EVERY = 30.0
 # The accounting module reads every ingress record of its window: the whole day now and then,
 # the last minutes every minute.
@@ -512,6 +523,7 @@ class Collector:
             dlq=self._dlq(ends, begins, recent),
             failing_clinics=self._failing_now(now),
             waiting_clinics=waiting[:_SHOWN_WAITING],
+            waiting_after_s=WAITING_AFTER,
             peak=self._last_peak(now),
             peak_error=self._peak_error,
         )
@@ -541,9 +553,12 @@ class Collector:
                     continue
                 age = max(0.0, now - held.timestamp_ms / 1000)
                 oldest = age if oldest is None else max(oldest, age)
-                waiting.append(
-                    WaitingClinic(clinic=held.clinic, lps=tenant.id, partition=tp.partition, waiting_s=age)
-                )
+                if age >= WAITING_AFTER:
+                    waiting.append(
+                        WaitingClinic(
+                            clinic=held.clinic, lps=tenant.id, partition=tp.partition, waiting_s=age
+                        )
+                    )
             state, members = groups.get(group, (None, None))
             receivers.append(
                 Receiver(

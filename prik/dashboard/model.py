@@ -123,6 +123,8 @@ class DashboardState(_Frozen):
     router: Router | None = None
     dlq: DeadLetterQueue | None = None
     failing_clinics: list[FailingClinic] = Field(default_factory=list)
+    # Clinics whose oldest delivery has waited `waiting_after_s` or longer.
     waiting_clinics: list[WaitingClinic] = Field(default_factory=list)
+    waiting_after_s: float = 10.0
     peak: Peak | None = None
     peak_error: str | None = None

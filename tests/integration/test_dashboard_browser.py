@@ -444,11 +444,13 @@ async def test_dashboard_in_a_real_browser(
         url = dashboard.wait_started()
         async with browser() as page:
             await page.send("Page.navigate", url=url)
-            # The first numbers: every message of the first batch has its outcome on the page.
+            # The first numbers: every message of the first batch has its outcome on the page,
+            # and lps-other's clinic has waited long enough (10 s) to be listed.
             await page.wait_for(
                 "(() => { const n = (o) => Number(document.querySelector("
                 "`#outcome-legend li[data-outcome=${o}]`)?.dataset.value);"
-                " return n('delivered') >= 18 && n('dead-lettered') >= 3 && n('rejected') >= 2; })()"
+                " return n('delivered') >= 18 && n('dead-lettered') >= 3 && n('rejected') >= 2"
+                " && document.querySelector('#waiting tbody tr') !== null; })()"
             )
             before = await page.evaluate(READ_DOM)
             check_layout_and_units(before)

@@ -105,6 +105,19 @@ function nameCell(id, name) {
   return td;
 }
 
+// A backlog is worth a colour once it holds more than ~10 s of its own traffic:
+// a few records in flight at a steady rate are the normal state.
+function backlogLevel(records, perSecond) {
+  if (!records) return null;
+  return records > Math.max(50, 10 * (perSecond || 0)) ? "warn" : null;
+}
+
+// How long the oldest delivery has waited: normal in flight, then amber, then red.
+function waitLevel(seconds) {
+  if (seconds === null || seconds === undefined) return null;
+  return seconds > 60 ? "bad" : seconds >= 10 ? "warn" : null;
+}
+
 function setTile(key, value, unit, sub, level = null) {
   const tile = $(`[data-tile="${key}"]`);
   $("[data-field=value]", tile).replaceChildren(withUnit(value, unit));
@@ -125,7 +138,7 @@ function renderTiles(state) {
   if (router) {
     const instances = router.instances;
     const running = instances === null ? "router group unknown" : `${instances} router instance${instances === 1 ? "" : "s"}`;
-    const level = instances === 0 ? "bad" : router.backlog_records > 0 ? "warn" : null;
+    const level = instances === 0 ? "bad" : backlogLevel(router.backlog_records, state.ingress_per_s);
     setTile("router", countText(router.backlog_records), "records", running, level);
   }
 
@@ -180,7 +193,7 @@ function renderSenders(state) {
       nameCell(s.id, s.name),
       rateCell(s.per_s),
       sparkCell(s.history_per_s),
-      numberCell("backlog", s.backlog_records, "records", s.backlog_records > 0 ? "warn" : null),
+      numberCell("backlog", s.backlog_records, "records", backlogLevel(s.backlog_records, s.per_s)),
       numberCell("delivered", s.outcomes.delivered, "msg"),
       numberCell("expired", s.outcomes.expired, "msg"),
       numberCell("rejected", s.outcomes.rejected, "msg", s.outcomes.rejected > 0 ? "warn" : null),
@@ -193,11 +206,11 @@ function renderSenders(state) {
 function renderReceivers(state) {
   const rows = state.receivers.map((r) => {
     const [age, ageUnit] = duration(r.oldest_waiting_s);
-    const ageLevel = r.oldest_waiting_s === null ? null : r.oldest_waiting_s > 60 ? "bad" : "warn";
+    const ageLevel = waitLevel(r.oldest_waiting_s);
     const consumers = numberCell("consumers", r.consumers, r.consumers === 1 ? "instance" : "instances", r.consumers === 0 ? "bad" : null);
     const waiting = el("td", { "data-field": "oldest", "data-value": r.oldest_waiting_s ?? "" }, withUnit(age, ageUnit));
     if (ageLevel) waiting.setAttribute("data-level", ageLevel);
-    else waiting.classList.add("zero");
+    else if (r.oldest_waiting_s === null) waiting.classList.add("zero");
     return el(
       "tr",
       { "data-lps": r.id },
@@ -205,7 +218,7 @@ function renderReceivers(state) {
       rateCell(r.per_s),
       sparkCell(r.history_per_s),
       consumers,
-      numberCell("lag", r.lag_records, "records", r.lag_records > 0 ? "warn" : null, !r.lag_exact),
+      numberCell("lag", r.lag_records, "records", waitLevel(r.oldest_waiting_s), !r.lag_exact),
       waiting,
       numberCell("delivered", r.outcomes.delivered, "msg"),
       numberCell("expired", r.outcomes.expired, "msg"),
@@ -239,10 +252,11 @@ function renderClinics(state) {
       el("td", { class: "name", "data-field": "clinic" }, w.clinic ? el("b", {}, w.clinic) : "(not a SOR key)"),
       el("td", { class: "name" }, w.lps),
       el("td", {}, String(w.partition)),
-      el("td", { "data-level": w.waiting_s > 60 ? "bad" : "warn" }, withUnit(age, unit)),
+      el("td", { "data-level": waitLevel(w.waiting_s) }, withUnit(age, unit)),
     );
   });
   $("#waiting tbody").replaceChildren(...waiting);
+  $("#waiting-after").textContent = `for ${Math.round(state.waiting_after_s)} s or more`;
   $("#waiting").hidden = waiting.length === 0;
   $("#waiting-empty").hidden = waiting.length > 0;
 }
