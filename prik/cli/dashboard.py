@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -57,5 +58,6 @@ def dashboard(
         asyncio.run(page.run(started))
     except OSError as exc:
         if exc.errno in {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}:
-            fail(f"cannot listen on {host}:{port}: {exc.strerror}", 2)
+            # aiohttp's own text repeats the address; the system's words for the errno are enough.
+            fail(f"cannot listen on {host}:{port}: {os.strerror(exc.errno)}", 2)
         raise
