@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 from pathlib import Path
 from typing import Annotated
@@ -57,7 +56,9 @@ def dashboard(
     try:
         asyncio.run(page.run(started))
     except OSError as exc:
-        if exc.errno in {errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL}:
-            # aiohttp's own text repeats the address; the system's words for the errno are enough.
-            fail(f"cannot listen on {host}:{port}: {os.strerror(exc.errno)}", 2)
-        raise
+        # Binding (a busy port, an address not on this machine, a host name that does not
+        # resolve): aiohttp's own text repeats the address; the system's words are enough.
+        reason = (
+            os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or type(exc).__name__)
+        )
+        fail(f"cannot listen on {host}:{port}: {reason}", 2)
