@@ -41,10 +41,16 @@ from confluent_kafka.admin._scram import (
 )
 from pydantic import SecretStr
 
-from contracts import ConfigError, KafkaError, Topics
+from contracts import ConfigError, KafkaError, NotAuthorisedError, Topics
 from contracts.identifiers import TENANT_ID_RE
 from contracts.tenants import Role, Tenants
-from prik.kafka import confluent_admin, confluent_errors, login_works, translate_confluent
+from prik.kafka import (
+    confluent_admin,
+    confluent_errors,
+    login_works,
+    may_describe_cluster,
+    translate_confluent,
+)
 from prik.logs import get_logger
 from prik.settings import KafkaSettings
 
@@ -415,6 +421,13 @@ async def apply_access(
     the file loses its ACLs, then its user and its password file.
     """
     users = users_of(tenants)
+    # librdkafka retries a refused login until its timeout and then says only "timed out".
+    if not await login_works(kafka):
+        msg = f"applying users and ACLs: Kafka refused the login of user {kafka.username} (wrong password?)"
+        raise NotAuthorisedError(msg)
+    if not await may_describe_cluster(kafka):
+        msg = f"applying users and ACLs: user {kafka.username} may not read them (run it as admin)"
+        raise NotAuthorisedError(msg)
     files = {user: password_file(credentials, user) for user in users}
     passwords = {user: f.read() for user, f in files.items()}
     report = AccessReport()

@@ -20,6 +20,7 @@ starts otherwise.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -28,6 +29,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -124,6 +126,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _cluster_id() -> str:
+    """What `StorageTool random-uuid` prints, without starting a JVM for it.
+
+    Kafka's Uuid is 16 random bytes in URL-safe base64 without padding; it
+    never hands out one that starts with "-" (it would read as an option).
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _is_kafka_process(pid: int) -> bool:
@@ -334,6 +348,21 @@ class LocalKafka:
         write_private(path, "".join(f"{k}={v}\n" for k, v in props.items()))
         return path
 
+    def _controller_port(self) -> int:
+        """The controller port of the last start when it is still free, else a new one.
+
+        The quorum's voter record names the controller's endpoint, so the same
+        port on every restart keeps what the metadata log says true.
+        """
+        path = self._data_dir / "controller.port"
+        with contextlib.suppress(OSError, ValueError):
+            port = int(path.read_text().strip())
+            if _port_free(port):
+                return port
+        port = free_port()
+        path.write_text(f"{port}\n")
+        return port
+
     def _prepare_secrets(self) -> None:
         """First secure start: passwords for `admin` and `broker`, the CA and the broker's keystore."""
         for path in (self.admin_password_file, self._broker_password_file):
@@ -345,12 +374,7 @@ class LocalKafka:
         if self._formatted():
             return
         classpath = f"{lib}/*"
-        cluster_id = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        cluster_id = _cluster_id()
         arguments = ["format", "--standalone", "-t", cluster_id, "-c", str(properties), "--ignore-formatted"]
         for user, path in ((SUPER_USER, self.admin_password_file), (BROKER_USER, self._broker_password_file)):
             if self.secure:
@@ -390,7 +414,7 @@ class LocalKafka:
         lib = self.ensure_jars()
         self._data_dir.mkdir(parents=True, exist_ok=True)
         (self._data_dir / "logs").mkdir(exist_ok=True)
-        controller_port = free_port()
+        controller_port = self._controller_port()
         if self.secure:
             self._prepare_secrets()
         properties = self._write_properties(port, controller_port)

@@ -3,38 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import time
 from collections.abc import Callable
 
-from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from contracts import KafkaError
+from prik.kafka import kafka_connection
 from prik.settings import KafkaSettings
 
 __all__ = ["probe_metadata", "wait_until_ready"]
 
 
 async def probe_metadata(bootstrap: str, within: float = 2.0, kafka: KafkaSettings | None = None) -> bool:
-    """Whether `bootstrap` answers a metadata request; `kafka` supplies TLS and SASL for a secure broker."""
+    """Whether a broker of `bootstrap` answers a metadata request; `kafka` supplies TLS and SASL.
+
+    One connection per address, closed and waited for: a TLS connection left
+    to close in the background outlives a probe's short event loop.
+    """
     options = kafka.client_options() if kafka is not None else {}
-    options["bootstrap_servers"] = bootstrap
-    client = AIOKafkaClient(**options, request_timeout_ms=int(within * 1000))
-    # A refused connection is the expected answer while a broker starts: not an error to log.
-    logger = logging.getLogger("aiokafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        await asyncio.wait_for(client.bootstrap(), within)
-        return bool(client.cluster.brokers())
-    except (AIOKafkaError, OSError, TimeoutError):
-        return False
-    finally:
-        logger.setLevel(level)
-        with contextlib.suppress(Exception):
-            await client.close()
+    options.pop("bootstrap_servers", None)
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            async with kafka_connection(host, int(port), options, within) as conn:
+                metadata = await asyncio.wait_for(conn.send(MetadataRequest([])), within)
+        except (AIOKafkaError, OSError, TimeoutError):
+            continue
+        if metadata.brokers:
+            return True
+    return False
 
 
 def wait_until_ready(

@@ -16,10 +16,12 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.conn import create_conn
+from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import AIOKafkaConnection
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    KafkaConnectionError,
     OutOfOrderSequenceNumber,
     ProducerFenced,
     SaslAuthenticationFailed,
@@ -28,6 +30,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
 )
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.protocol.admin import DescribeAclsRequest
 from confluent_kafka import KafkaError as ConfluentError
 from confluent_kafka import KafkaException as ConfluentException
 from confluent_kafka.admin import AdminClient
@@ -42,10 +45,12 @@ __all__ = [
     "admin_client",
     "confluent_admin",
     "confluent_errors",
+    "kafka_connection",
     "kafka_errors",
     "login_works",
     "make_consumer",
     "make_producer",
+    "may_describe_cluster",
     "translate",
 ]
 
@@ -132,12 +137,51 @@ def kafka_errors(doing: str) -> Iterator[None]:
 @contextlib.asynccontextmanager
 async def admin_client(kafka: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(**kafka.client_options(), client_id="prik-admin")
-    with kafka_errors(f"connecting to Kafka at {kafka.bootstrap}"):
+    doing = f"connecting to Kafka at {kafka.bootstrap}"
+    try:
         await admin.start()
+    except KafkaConnectionError as exc:
+        await admin.close()
+        # aiokafka reports a refused login as "unable to bootstrap"; say which it was.
+        if kafka.sasl and not await login_works(kafka):
+            msg = f"{doing}: Kafka refused the login of user {kafka.username} (wrong user name or password)"
+            raise NotAuthorisedError(msg) from exc
+        raise translate(exc, doing) from exc
+    except AIOKafkaError as exc:
+        await admin.close()
+        raise translate(exc, doing) from exc
     try:
         yield admin
     finally:
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def kafka_connection(
+    host: str, port: int, options: dict[str, object], within: float = 10.0
+) -> AsyncIterator[AIOKafkaConnection]:
+    """One raw connection, logged in as `options` say, closed and waited for on the way out.
+
+    TLS closes in the background (close_notify both ways), and aiokafka does
+    not wait for it: a short event loop that ends first leaves the socket behind.
+    """
+    had_transport = False
+
+    def closing(_conn: AIOKafkaConnection, _reason: object) -> None:
+        # aiokafka calls this only when closing a connection that was made.
+        nonlocal had_transport
+        had_transport = True
+
+    conn = AIOKafkaConnection(host, port, request_timeout_ms=int(within * 1000), on_close=closing, **options)
+    try:
+        await asyncio.wait_for(conn.connect(), within)
+        yield conn
+    finally:
+        # close() hands back the future that resolves once the transport is gone.
+        closed = conn.close()
+        if had_transport and closed is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(closed), 2.0)
 
 
 async def login_works(kafka: KafkaSettings, within: float = 10.0) -> bool:
@@ -148,18 +192,40 @@ async def login_works(kafka: KafkaSettings, within: float = 10.0) -> bool:
     """
     options = kafka.client_options()
     host, _, port = str(options.pop("bootstrap_servers")).split(",")[0].strip().rpartition(":")
-    with kafka_errors(f"logging in to Kafka at {host}:{port} as {kafka.username}"):
-        try:
-            conn = await asyncio.wait_for(
-                create_conn(host, int(port), request_timeout_ms=int(within * 1000), **options), within
-            )
-        except SaslAuthenticationFailed:
-            return False
-        except (OSError, TimeoutError) as exc:
-            msg = f"logging in to Kafka at {host}:{port}: {exc}"
-            raise KafkaError(msg, retriable=True) from exc
-    conn.close()
+    try:
+        with kafka_errors(f"logging in to Kafka at {host}:{port} as {kafka.username}"):
+            async with kafka_connection(host, int(port), options, within):
+                pass
+    except NotAuthorisedError:
+        return False
+    except (OSError, TimeoutError) as exc:
+        msg = f"logging in to Kafka at {host}:{port}: {exc}"
+        raise KafkaError(msg, retriable=True) from exc
     return True
+
+
+# Kafka's codes in a DescribeAcls probe: ResourceType TOPIC, PatternType LITERAL, Operation/Permission ANY.
+_TOPIC, _LITERAL, _ANY = 2, 3, 1
+_CLUSTER_AUTHORIZATION_FAILED = 31
+
+
+async def may_describe_cluster(kafka: KafkaSettings) -> bool:
+    """Whether `kafka`'s user may DESCRIBE the cluster (read ACLs and SCRAM users): the super users may.
+
+    Asked with aiokafka because librdkafka 2.16 aborts the whole process when
+    Kafka refuses it a DescribeUserScramCredentials (and quietly answers an
+    empty list to a refused DescribeAcls).
+    """
+    client = AIOKafkaClient(**kafka.client_options(), client_id="prik-admin")
+    try:
+        with kafka_errors(f"connecting to Kafka at {kafka.bootstrap}"):
+            await client.bootstrap()
+            node = client.get_random_node()
+            probe = DescribeAclsRequest(_TOPIC, "prik-probe", _LITERAL, None, None, _ANY, _ANY)
+            response = await client.send(node, probe)
+    finally:
+        await client.close()
+    return bool(response.error_code != _CLUSTER_AUTHORIZATION_FAILED)
 
 
 # -- confluent-kafka (librdkafka) ------------------------------------------------
@@ -192,7 +258,9 @@ def translate_confluent(exc: BaseException, doing: str) -> KafkaError | NotAutho
     inner = exc.args[0] if isinstance(exc, ConfluentException) and exc.args else exc
     code, text, retriable = _confluent_error(inner)
     if code in _CONFLUENT_REFUSALS:
-        return NotAuthorisedError(f"{doing}: not authorised ({text})")
+        # Kafka's own text for these can be a dump of its request object: the name says enough.
+        name = inner.name() if isinstance(inner, ConfluentError) else text
+        return NotAuthorisedError(f"{doing}: not authorised ({name})")
     if code in _CONFLUENT_TIMEOUTS:
         return KafkaError(f"{doing}: Kafka did not answer ({text})", retriable=True)
     return KafkaError(f"{doing}: {text}", retriable=retriable)

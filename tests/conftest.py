@@ -76,7 +76,6 @@ class SecureKafka:
 
     runner: LocalKafka
     bootstrap: str
-    controller_port: int
     # One folder of password files for the whole session: SCRAM users are
     # cluster-wide, so every test world must agree on each user's password.
     credentials: Path
@@ -84,6 +83,12 @@ class SecureKafka:
     @property
     def ca_file(self) -> Path:
         return self.runner.ca_file
+
+    @property
+    def controller_port(self) -> int:
+        port = self.runner.status().controller_port
+        assert port is not None, "the secure broker is not running"
+        return port
 
     @property
     def admin_password_file(self) -> Path:
@@ -110,18 +115,16 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     if given:
         runner = LocalKafka(LocalKafkaConfig(data_dir=Path(given), secure=True))
         status = runner.status()
-        if not status.running or status.bootstrap is None or status.controller_port is None:
+        if not status.running or status.bootstrap is None:
             pytest.fail(f"PRIK_TEST_SECURE_KAFKA_DIR={given}: no secure broker runs from there")
-        yield SecureKafka(runner, status.bootstrap, status.controller_port, credentials)
+        yield SecureKafka(runner, status.bootstrap, credentials)
         return
     runner = LocalKafka(
         LocalKafkaConfig(data_dir=tmp_path_factory.mktemp("secure-kafka"), port=free_port(), secure=True)
     )
     bootstrap = runner.start(timeout=120)
     try:
-        controller_port = runner.status().controller_port
-        assert controller_port is not None
-        yield SecureKafka(runner, bootstrap, controller_port, credentials)
+        yield SecureKafka(runner, bootstrap, credentials)
     finally:
         runner.stop()
 

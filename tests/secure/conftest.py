@@ -218,3 +218,9 @@ async def read_values(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, 
                     values += [r.value for r in records if r.value is not None]
             out[topic] = values
     return out
+
+
+@pytest.fixture
+def world(secure_world: SecureWorld) -> SecureWorld:
+    """The session's secure world, under a shorter name."""
+    return secure_world
