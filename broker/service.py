@@ -41,6 +41,8 @@ class RouterService:
         shutdown_grace: float = 30.0,
     ) -> None:
         topics = settings.topics
+        # First: a configuration error must not leave half-made Kafka clients behind.
+        tokens = tokens_from_settings(settings)
         self.directory = DirectoryTable()
         self.tasks = TaskTable()
         directory_reader = CompactedReader(settings.kafka, topics.directory, self.directory)
@@ -55,7 +57,7 @@ class RouterService:
             catch_up_directory=directory_reader.catch_up,
             catch_up_tasks=tasks_reader.catch_up,
             max_message_bytes=settings.max_message_bytes,
-            tokens=tokens_from_settings(settings),
+            tokens=tokens,
         )
         self._progress_every = progress_every
         self.metrics = RouterMetrics(topics, tenants)

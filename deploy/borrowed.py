@@ -20,13 +20,15 @@ class BorrowedKafka:
     bootstrap: str
     # Set only when this run started the broker itself, and so must stop it.
     runner: LocalKafka | None = None
+    # How to reach a broker that was already there (TLS and SASL included).
+    configured: KafkaSettings | None = None
 
     @property
     def admin(self) -> KafkaSettings:
         """How the operator connects: as the super user `admin` over TLS when the broker is secure."""
         if self.runner is not None:
             return self.runner.client_settings(self.bootstrap)
-        return KafkaSettings(bootstrap=self.bootstrap)
+        return self.configured or KafkaSettings(bootstrap=self.bootstrap)
 
     @property
     def secure(self) -> bool:
@@ -55,14 +57,17 @@ class BorrowedKafka:
         shutil.rmtree(runner.data_dir / "data", ignore_errors=True)
 
 
-async def acquire_kafka(configured: str, data_dir: Path, *, secure: bool = False) -> BorrowedKafka:
-    """Reuse `configured` when it answers a metadata request; otherwise start one on a free port.
+async def acquire_kafka(
+    configured: KafkaSettings, data_dir: Path, *, secure: bool = False
+) -> BorrowedKafka:
+    """Reuse the `configured` Kafka when it answers a metadata request (with its TLS and SASL
+    settings); otherwise start one on a free port.
 
     `secure` always starts a broker of its own (SASL_SSL, SCRAM, ACLs): only then does
     the run hold the super user's password.
     """
-    if not secure and await probe_metadata(configured):
-        return BorrowedKafka(configured)
+    if not secure and await probe_metadata(configured.bootstrap, kafka=configured):
+        return BorrowedKafka(configured.bootstrap, configured=configured)
     runner = LocalKafka(LocalKafkaConfig(data_dir=data_dir, port=free_port(), secure=secure))
     # start() blocks (JVM start-up, readiness polling) and runs its own event loop to probe.
     bootstrap = await asyncio.to_thread(runner.start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import secrets
 import sys
 import tempfile
 import time
@@ -71,11 +72,13 @@ def bench(
 
 async def _run(kafka: KafkaSettings, messages: int, say: Callable[[str], None]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="prik-bench-") as folder:
-        broker = await acquire_kafka(kafka.bootstrap, Path(folder) / "kafka")
+        broker = await acquire_kafka(kafka, Path(folder) / "kafka")
         try:
             say(f"kafka: {broker.description}")
             settings = load_settings(
-                kafka=kafka.model_copy(update={"bootstrap": broker.bootstrap}),
+                kafka=broker.admin,
+                # The bench's own router instance: any key will do, the records are its own.
+                route_key=secrets.token_urlsafe(32),
                 topic_prefix=f"bench-{int(time.time())}",
             )
             routing = await bench_routing(settings, parse_tenants(TENANTS_TOML), messages, say)

@@ -166,7 +166,7 @@ class _Demo:
 
     async def run(self, stack: contextlib.AsyncExitStack) -> None:
         kafka = await acquire_kafka(
-            self.settings.kafka.bootstrap, self.result.run_dir / "kafka", secure=self.options.secure
+            self.settings.kafka, self.result.run_dir / "kafka", secure=self.options.secure
         )
         stack.push_async_callback(kafka.release)
         self.status.kafka = kafka.description
