@@ -169,14 +169,15 @@ def start_chromium(profile: Path, log: BinaryIO) -> subprocess.Popen[bytes]:
 async def browser() -> AsyncIterator[Page]:
     """Headless Chromium on a free DevTools port (read from DevToolsActivePort), one blank tab."""
     profile = Path(tempfile.mkdtemp(prefix="prik-chromium-"))
-    log = (profile.parent / f"{profile.name}.log").open("wb")
+    log_path = profile.parent / f"{profile.name}.log"
+    log = log_path.open("wb")
     process = start_chromium(profile, log)
     try:
         active = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not (active.exists() and active.read_text().count("\n") >= 1):
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chromium did not start: {log.name}")
+                pytest.fail(f"chromium did not start: {log_path.read_text(errors='replace')[-2000:]}")
             await asyncio.sleep(0.1)
         port = int(active.read_text().splitlines()[0])
         async with aiohttp.ClientSession() as http:
@@ -208,6 +209,7 @@ async def browser() -> AsyncIterator[Page]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(15)
         log.close()
+        log_path.unlink(missing_ok=True)
         shutil.rmtree(profile, ignore_errors=True)
 
 
