@@ -23,7 +23,7 @@ _PLAIN_WIDTH = 150
 
 
 @app.command("demo")
-def demo(
+def demo(  # noqa: PLR0917  typer reads its options from the parameters
     seconds: Annotated[
         float, typer.Option("--seconds", min=5, max=3600, help="How long the senders send.")
     ] = 30.0,
@@ -38,6 +38,12 @@ def demo(
         Path,
         typer.Option("--run-dir", help="Where each run keeps its log (and its Kafka, if it starts one)."),
     ] = Path(".prik/demo"),
+    dashboard_port: Annotated[
+        int,
+        typer.Option(
+            "--dashboard-port", min=0, max=65535, help="Port of the run's live dashboard (0: any free one)."
+        ),
+    ] = 0,
     secure: Annotated[
         bool,
         typer.Option(
@@ -64,7 +70,12 @@ def demo(
     settings = load_settings()
     console = Console(width=None if sys.stdout.isatty() else _PLAIN_WIDTH, highlight=False)
     options = DemoOptions(
-        seconds=seconds, rate=rate, drain_timeout=drain_timeout, run_root=run_root, secure=secure
+        seconds=seconds,
+        rate=rate,
+        drain_timeout=drain_timeout,
+        run_root=run_root,
+        secure=secure,
+        dashboard_port=dashboard_port,
     )
     run_dir = new_run_dir(run_root)
     with logs_to(run_dir / "demo.log"):

@@ -32,6 +32,8 @@ from deploy.directory import load_directory
 from deploy.topics import apply_topics
 from prik.accounting import OUTCOME_FIELDS, usage
 from prik.accounting.view import usage_table
+from prik.dashboard import Dashboard
+from prik.dashboard.peak import accounting_peak
 from prik.logs import configure_logging, get_logger
 from prik.settings import KafkaSettings, Settings
 
@@ -61,6 +63,8 @@ class DemoOptions:
     seed: int | None = None
     # A SASL_SSL broker of the run's own; every party connects as its own Kafka user.
     secure: bool = False
+    # Where the run's dashboard listens (0: any free port; the URL is printed).
+    dashboard_port: int = 0
 
 
 @dataclass(slots=True)
@@ -229,6 +233,17 @@ class _Demo:
         stack.push_async_callback(traffic.stop)
         await _step(self.stop, traffic.start())
 
+        # The operators' page, live for the run: the same one `prik dashboard` serves.
+        dashboard = Dashboard(
+            kafka_settings,
+            topics,
+            self.tenants,
+            port=self.options.dashboard_port,
+            peak=accounting_peak(kafka_settings, topics, self.tenants),
+        )
+        await _step(self.stop, stack.enter_async_context(dashboard))
+        self.status.dashboard = dashboard.url
+
         async with live_view(self.console, self.status, self.tally, clinics):
             await self._send_and_drain(traffic, clinics, [router_task, *watchers])
         if traffic.errors:
@@ -238,7 +253,7 @@ class _Demo:
         final_report(self.console, self.status, self.tally, clinics)
         if not self.stop.is_set():
             await self._usage(settings)
-        # The URL of the dashboard this run served is printed here (issue 9, `prik dashboard`).
+        self.console.print(f"dashboard served during the run: {dashboard.url} (stops with the demo)")
 
     async def _usage(self, settings: Settings) -> None:
         """The run's `prik usage` table: the same accounting, read back from Kafka itself.

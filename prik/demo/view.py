@@ -37,6 +37,7 @@ class Status:
     rate: float
     phase: str = "starting"
     kafka: str = "-"
+    dashboard: str | None = None
     failing_clinic: str = "-"
     failing_lps: str = "-"
     outage: tuple[float, float] = (0.0, 0.0)
@@ -89,6 +90,8 @@ def _header(status: Status) -> Text:
     text = Text()
     text.append("prik demo", style="bold")
     text.append(f"  run {status.prefix}  ·  Kafka {status.kafka}\n")
+    if status.dashboard is not None:
+        text.append(f"dashboard {status.dashboard}\n", style="cyan")
     if status.phase == "sending":
         text.append(f"sending  {status.sending_for():5.1f} s of {status.seconds:g} s", style="bold green")
         text.append(f"  at ~{status.rate:g} msg/s\n")

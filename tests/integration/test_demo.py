@@ -51,6 +51,9 @@ def test_demo_runs_for_20_seconds_and_loses_nothing(kafka_bootstrap: str, tmp_pa
     assert _row(result.stdout, "task.status")["delivered"] != "0", output
     assert "(0 lost, 0 duplicates)" in result.stdout
     assert "Traceback" not in result.stderr
+    # It ends with the run's `prik usage` table and the dashboard it served.
+    assert "prik usage --since" in result.stdout
+    assert "dashboard served during the run: http://127.0.0.1:" in result.stdout
 
 
 def _processes_mentioning(text: str) -> list[int]:
