@@ -421,6 +421,9 @@ async def apply_access(
     the file loses its ACLs, then its user and its password file.
     """
     users = users_of(tenants)
+    if not kafka.sasl:
+        msg = "users and ACLs are kept only with PRIK_KAFKA__SECURITY_PROTOCOL=SASL_SSL"
+        raise ConfigError(msg)
     # librdkafka retries a refused login until its timeout and then says only "timed out".
     if not await login_works(kafka):
         msg = f"applying users and ACLs: Kafka refused the login of user {kafka.username} (wrong password?)"

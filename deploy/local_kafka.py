@@ -394,18 +394,23 @@ class LocalKafka:
             args_file.unlink(missing_ok=True)
         if result.returncode != 0:
             lines = (result.stdout + result.stderr).strip().splitlines() or ["no output"]
-            msg = f"formatting Kafka storage in {self._data_dir} failed: {lines[-1]}"
+            reason = lines[-1]
+            # StorageTool may quote an argument it refused, passwords included.
+            for path in (self.admin_password_file, self._broker_password_file):
+                if self.secure:
+                    reason = reason.replace(read_password(path), "***")
+            msg = f"formatting Kafka storage in {self._data_dir} failed: {reason}"
             raise KafkaError(msg)
 
     def start(self, timeout: float = 90.0) -> str:
         """Start the broker (or find it running) and return its bootstrap address."""
+        if self._config.secure and self._formatted() and not self.admin_password_file.exists():
+            msg = f"{self._data_dir} holds a broker made without --secure: give --secure a new --data-dir"
+            raise ConfigError(msg)
         current = self.status()
         if current.running and current.bootstrap is not None:
             wait_until_ready(current.bootstrap, timeout, kafka=self.client_settings(current.bootstrap))
             return current.bootstrap
-        if self._config.secure and self._formatted() and not self.admin_password_file.exists():
-            msg = f"{self._data_dir} holds a broker made without --secure: give --secure a new --data-dir"
-            raise ConfigError(msg)
         port = self._config.port
         if not _port_free(port):
             msg = f"port {port} is taken by another process: choose another with --port"
