@@ -18,8 +18,9 @@ INGRESS_PATTERN = r"^prik\.ingress\..+"
 
 SOURCE_PREFIX = "urn:prik:"
 ROUTER_SOURCE = "urn:prik:router"
-# The router's own source must stay unforgeable, so no tenant may take its name.
-RESERVED_TENANT_IDS: frozenset[str] = frozenset({"router"})
+# The router's own source must stay unforgeable, and a tenant id is also a Kafka user:
+# no tenant may take the name of the router's, the operators' or the brokers' user.
+RESERVED_TENANT_IDS: frozenset[str] = frozenset({"router", "admin", "broker"})
 
 _INGRESS_RE = re.compile(INGRESS_PATTERN)
 

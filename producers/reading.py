@@ -18,7 +18,8 @@ _UNKNOWN_TOPIC = 3
 
 async def partitions_of(kafka: KafkaSettings, topic: str) -> list[TopicPartition]:
     """All partitions of `topic`; a KafkaError when it does not exist."""
-    missing = f"topic {topic} does not exist (run `prik topics apply`)"
+    # In secure mode Kafka hides a topic the user may not describe: it looks missing too.
+    missing = f"topic {topic} does not exist, or this Kafka user may not read it (run `prik topics apply`)"
     async with admin_client(kafka) as admin:
         with kafka_errors(f"describing {topic}"):
             # Asking for a missing topic by name may auto-create it on some brokers.
