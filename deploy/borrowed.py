@@ -57,9 +57,7 @@ class BorrowedKafka:
         shutil.rmtree(runner.data_dir / "data", ignore_errors=True)
 
 
-async def acquire_kafka(
-    configured: KafkaSettings, data_dir: Path, *, secure: bool = False
-) -> BorrowedKafka:
+async def acquire_kafka(configured: KafkaSettings, data_dir: Path, *, secure: bool = False) -> BorrowedKafka:
     """Reuse the `configured` Kafka when it answers a metadata request (with its TLS and SASL
     settings); otherwise start one on a free port.
 
