@@ -37,7 +37,7 @@ from producers import (
 
 from .app import app
 
-__all__ = ["format_reply", "parse_due", "parse_duration", "replies", "send_app", "task_app"]
+__all__ = ["format_reply", "parse_due", "parse_duration", "parse_when", "replies", "send_app", "task_app"]
 
 send_app = typer.Typer(
     help="Publish a message onto your ingress topic, as tenant --as. Prints the message id and where "
@@ -66,17 +66,28 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
-def parse_due(text: str) -> datetime:
-    """An RFC 3339 time (`2026-12-01T12:00:00Z`), or a duration from now (`2d`, `36h`)."""
+def parse_when(text: str, *, base: datetime, later: bool) -> datetime | None:
+    """A duration from `base` (later or earlier: `2d`, `36h`, `90s`), or an RFC 3339 time with zone.
+
+    None when `text` is neither; the caller says what it wanted in its own words.
+    """
     try:
-        return datetime.now(UTC) + parse_duration(text)
+        span = parse_duration(text)
     except ConfigError:
         pass
+    else:
+        return base + span if later else base - span
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
+        return None
+    return when if when.tzinfo is not None else None
+
+
+def parse_due(text: str) -> datetime:
+    """An RFC 3339 time (`2026-12-01T12:00:00Z`), or a duration from now (`2d`, `36h`)."""
+    when = parse_when(text, base=datetime.now(UTC), later=True)
+    if when is None:
         msg = f"{text!r} is neither a duration (2d, 36h) nor an RFC 3339 time with zone (2026-12-01T12:00Z)"
         raise ConfigError(msg)
     return when

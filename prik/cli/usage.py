@@ -23,22 +23,15 @@ from prik.settings import load_settings
 from prik.tenants import tenants_from_settings
 
 from .app import app
-from .send import parse_duration
+from .send import parse_when
 
 __all__ = ["parse_since", "usage_command"]
 
 
 def parse_since(text: str, now: datetime) -> datetime:
     """`24h`, `15m`, `90s`, `7d`, `1h30m` back from `now`, or an RFC 3339 time with its zone."""
-    try:
-        return now - parse_duration(text)
-    except ConfigError:
-        pass
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
+    when = parse_when(text, base=now, later=False)
+    if when is None:
         msg = (
             f"--since {text!r} is neither a duration (90s, 15m, 24h, 7d) "
             "nor an RFC 3339 time with zone (2026-11-26T09:00:00Z)"
