@@ -19,10 +19,12 @@ kafka-jars: $(STAMP)
 	$(BIN)/python -c "from deploy import LocalKafka, LocalKafkaConfig, default_data_dir; print('kafka jars in', LocalKafka(LocalKafkaConfig(data_dir=default_data_dir())).ensure_jars())"
 
 # kcat is the independent Kafka client the interoperability tests use; chromium (headless)
-# is the real browser the dashboard test drives over the DevTools protocol.
+# is the real browser the dashboard test drives over the DevTools protocol; docker-compose
+# (Debian's) checks deploy/compose/ without a Docker engine (`docker-compose config`).
 tools:
 	@command -v kcat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; }
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@command -v docker-compose >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,6 +1,20 @@
 """Importing this module registers every sub-command on the root app."""
 
-from . import bench, broker, consumer, dashboard, demo, directory, dlq, kafka, send, topics, usage, validate
+from . import (
+    bench,
+    broker,
+    consumer,
+    dashboard,
+    demo,
+    deploy,
+    directory,
+    dlq,
+    kafka,
+    send,
+    topics,
+    usage,
+    validate,
+)
 
 __all__ = [
     "bench",
@@ -8,6 +22,7 @@ __all__ = [
     "consumer",
     "dashboard",
     "demo",
+    "deploy",
     "directory",
     "dlq",
     "kafka",
