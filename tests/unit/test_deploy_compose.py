@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
+import socket
 import subprocess
+import sys
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from consumers.signing import WebhookSecrets, generate_secret
 from prik.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,3 +181,63 @@ def test_the_dockerfile_installs_prik_as_a_user_with_prik_as_entrypoint() -> Non
     ]
     for package in packages["packages"]:
         assert f"COPY {package} ./{package}" in text
+
+
+def test_the_reference_server_verifies_prints_each_message_once_and_stops_on_sigterm(tmp_path: Path) -> None:
+    # The compose file's webhook receiver, as its container runs it.
+    secret = generate_secret()
+    secrets_file = tmp_path / "lps.secrets"
+    secrets_file.write_text(f"# rotated in May\n{secret}\n", encoding="utf-8")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [
+        sys.executable,
+        "-m",
+        "consumers.reference_server",
+        "--port",
+        str(port),
+        "--secret-file",
+        str(secrets_file),
+    ]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert server.stdout is not None
+        assert (
+            server.stdout.readline().strip() == f"reference LPS listening on http://127.0.0.1:{port}/webhook"
+        )
+        body = b'{"id": "m-1", "type": "dk.prik.advisory.video-queue.v1", "recipient": "123456789012345"}'
+        url = f"http://127.0.0.1:{port}/webhook"
+
+        def post(headers: dict[str, str]) -> int:
+            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - a fixed http URL of the test's own server
+                    return int(answer.status)
+            except urllib.error.HTTPError as refused:
+                return refused.code
+
+        signed = WebhookSecrets([secret]).sign("wh-1", body)
+        assert post(signed) == 200
+        assert post(signed) == 200  # a duplicate: acknowledged again, shown once
+        assert post({**signed, "webhook-signature": "v1,AAAA"}) == 401
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert server.returncode == 0, err
+    assert out.splitlines() == ["accepted m-1 dk.prik.advisory.video-queue.v1 for clinic 123456789012345"]
+
+
+def test_the_reference_server_refuses_a_file_without_a_secret_in_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.secrets"
+    empty.write_text("# none yet\n", encoding="utf-8")
+    argv = [sys.executable, "-m", "consumers.reference_server", "--secret-file", str(empty)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == f"reference LPS: error: --secret-file {empty} holds no secret (one whsec_... per line)\n"
+    )
