@@ -20,6 +20,7 @@ starts otherwise.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -34,7 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.protocol.metadata import MetadataRequest
+
 from contracts import ConfigError, KafkaError, codec
+from prik.kafka import kafka_connection
 from prik.settings import KafkaSettings
 
 from .credentials import new_password, read_password, write_private
@@ -45,9 +50,12 @@ __all__ = [
     "BROKER_USER",
     "KAFKA_VERSION",
     "SUPER_USER",
+    "ClusterLayout",
     "KafkaStatus",
     "LocalKafka",
+    "LocalKafkaCluster",
     "LocalKafkaConfig",
+    "NodeStatus",
     "default_data_dir",
     "free_port",
 ]
@@ -321,27 +329,33 @@ class LocalKafka:
             "super.users": f"User:{SUPER_USER};User:{BROKER_USER}",
         }
 
+    def _node_properties(self, controller_port: int) -> dict[str, str]:
+        """Who this node is in its quorum, and how far internal topics replicate: one node of its own."""
+        return {
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+        }
+
     def _write_properties(self, port: int, controller_port: int) -> Path:
         data = self._data_dir / "data"
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
             **self._listener_properties(port, controller_port),
             "log.dirs": str(data),
             "num.partitions": "3",
-            "offsets.topic.replication.factor": "1",
             # One partition each: a first consumer group or transaction is
             # ready in milliseconds instead of waiting on 50 partitions.
             "offsets.topic.num.partitions": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
             "transaction.state.log.num.partitions": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
             # The 4.x sample no longer sets it; the default costs 3 s per join.
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
+            **self._node_properties(controller_port),
         }
         path = self._data_dir / "server.properties"
         # Secure mode puts the broker's own password and key password in it.
@@ -370,12 +384,26 @@ class LocalKafka:
                 write_private(path, new_password() + "\n")
         ensure_tls(self.tls.folder)
 
+    def _format_options(self) -> list[str]:
+        # A quorum of this one controller (controller.quorum.bootstrap.servers).
+        return ["--standalone"]
+
+    def _storage_cluster_id(self) -> str:
+        return _cluster_id()
+
     def _format(self, java: str, lib: Path, properties: Path) -> None:
         if self._formatted():
             return
         classpath = f"{lib}/*"
-        cluster_id = _cluster_id()
-        arguments = ["format", "--standalone", "-t", cluster_id, "-c", str(properties), "--ignore-formatted"]
+        arguments = [
+            "format",
+            *self._format_options(),
+            "-t",
+            self._storage_cluster_id(),
+            "-c",
+            str(properties),
+        ]
+        arguments.append("--ignore-formatted")
         for user, path in ((SUPER_USER, self.admin_password_file), (BROKER_USER, self._broker_password_file)):
             if self.secure:
                 credential = f"{SCRAM_MECHANISM}=[name={user},password={read_password(path)}]"
@@ -402,15 +430,24 @@ class LocalKafka:
             msg = f"formatting Kafka storage in {self._data_dir} failed: {reason}"
             raise KafkaError(msg)
 
-    def start(self, timeout: float = 90.0) -> str:
-        """Start the broker (or find it running) and return its bootstrap address."""
+    def _refuse_mode_change(self) -> None:
         if self._config.secure and self._formatted() and not self.admin_password_file.exists():
             msg = f"{self._data_dir} holds a broker made without --secure: give --secure a new --data-dir"
             raise ConfigError(msg)
+
+    def start(self, timeout: float = 90.0) -> str:
+        """Start the broker (or find it running) and return its bootstrap address."""
+        self._refuse_mode_change()
         current = self.status()
         if current.running and current.bootstrap is not None:
             wait_until_ready(current.bootstrap, timeout, kafka=self.client_settings(current.bootstrap))
             return current.bootstrap
+        process = self._launch()
+        self._await_ready(process, timeout)
+        return self._config.bootstrap
+
+    def _launch(self) -> subprocess.Popen[bytes]:
+        """Format the folder if new and start the JVM, without waiting for it to answer."""
         port = self._config.port
         if not _port_free(port):
             msg = f"port {port} is taken by another process: choose another with --port"
@@ -462,6 +499,10 @@ class LocalKafka:
                 }
             ),
         )
+        return process
+
+    def _await_ready(self, process: subprocess.Popen[bytes], timeout: float) -> None:
+        """Wait for the node launched as `process` to answer; kill it if it does not."""
         bootstrap = self._config.bootstrap
         try:
             alive = lambda: process.poll() is None  # noqa: E731 - a one-line liveness check
@@ -471,7 +512,6 @@ class LocalKafka:
             process.wait()
             self._process = None
             raise
-        return bootstrap
 
     def _kill(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -499,3 +539,300 @@ class LocalKafka:
             self._process = None
         self._state_path().unlink(missing_ok=True)
         return True
+
+
+# -- a local cluster ---------------------------------------------------------------
+
+_CLUSTER_FILE = "prik-cluster.json"
+CLUSTER_MIN_ISR: Final = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterLayout:
+    """What stays fixed for a cluster's life: the static quorum names every controller's port."""
+
+    brokers: int
+    port: int
+    controller_ports: tuple[int, ...]
+    cluster_id: str
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.port + i}" for i in range(self.brokers))
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{i + 1}@127.0.0.1:{port}" for i, port in enumerate(self.controller_ports))
+
+
+class _ClusterNode(LocalKafka):
+    """Node `node_id` of a local cluster: its own data folder, the cluster's quorum and secrets."""
+
+    def __init__(self, config: LocalKafkaConfig, root: Path, layout: ClusterLayout, node_id: int) -> None:
+        super().__init__(config)
+        self._root = root
+        self._layout = layout
+        self._node_id = node_id
+
+    @property
+    def node_id(self) -> int:
+        return self._node_id
+
+    # One set of passwords and one certificate for every node: SCRAM users are
+    # cluster-wide, and the certificate's 127.0.0.1 covers every loopback port.
+    @property
+    def admin_password_file(self) -> Path:
+        return self._root / f"{SUPER_USER}.password"
+
+    @property
+    def tls(self) -> TlsFiles:
+        return TlsFiles(self._root / "tls")
+
+    @property
+    def _broker_password_file(self) -> Path:
+        return self._root / f"{BROKER_USER}.password"
+
+    def _controller_port(self) -> int:
+        port = self._layout.controller_ports[self._node_id - 1]
+        if not _port_free(port):
+            msg = f"controller port {port} of node {self._node_id} is taken by another process"
+            raise ConfigError(msg)
+        return port
+
+    def _node_properties(self, controller_port: int) -> dict[str, str]:
+        del controller_port  # the voters list names every node's
+        replication = str(min(MAX_CLUSTER_REPLICATION, self._layout.brokers))
+        min_isr = str(min(CLUSTER_MIN_ISR, self._layout.brokers - 1))
+        return {
+            "node.id": str(self._node_id),
+            "controller.quorum.voters": self._layout.voters,
+            "offsets.topic.replication.factor": replication,
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "default.replication.factor": replication,
+            "min.insync.replicas": min_isr,
+            # A killed node is fenced (and leaves every ISR) after this long
+            # without a heartbeat: 9 s by default, a long stall for its partitions.
+            "broker.session.timeout.ms": "6000",
+        }
+
+    def _format_options(self) -> list[str]:
+        # A static quorum (controller.quorum.voters) is formatted without --standalone.
+        return []
+
+    def _storage_cluster_id(self) -> str:
+        return self._layout.cluster_id
+
+
+MAX_CLUSTER_REPLICATION: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    node_id: int
+    status: KafkaStatus
+
+
+class LocalKafkaCluster:
+    """N combined broker+controller nodes on loopback ports P..P+N-1, one folder each (`node-<i>`).
+
+    The quorum is static (`controller.quorum.voters`, every node a voter):
+    each node is formatted on its own with the same cluster id, and nothing
+    has to learn another node's directory id first, as the dynamic quorum's
+    `--initial-controllers` would need. A local cluster never changes its voters.
+    """
+
+    def __init__(self, config: LocalKafkaConfig, brokers: int) -> None:
+        if brokers < 2:
+            msg = f"a cluster has 2 or more brokers, not {brokers}"
+            raise ConfigError(msg)
+        self._config = config
+        self._brokers = brokers
+        self._root = config.data_dir.resolve()
+        # The JVMs this runner started, per node id: kept so each is reaped by it.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    @staticmethod
+    def layout_of(data_dir: Path) -> ClusterLayout | None:
+        """The layout of the cluster in `data_dir`, None where none was made."""
+        try:
+            raw = codec.loads((data_dir.resolve() / _CLUSTER_FILE).read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(raw, dict):
+            return None
+        return ClusterLayout(
+            int(raw["brokers"]),
+            int(raw["port"]),
+            tuple(int(p) for p in raw["controller_ports"]),
+            str(raw["cluster_id"]),
+        )
+
+    @property
+    def data_dir(self) -> Path:
+        return self._root
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self._root / f"{SUPER_USER}.password"
+
+    @property
+    def ca_file(self) -> Path:
+        return TlsFiles(self._root / "tls").ca_cert
+
+    def _layout(self) -> ClusterLayout:
+        existing = self.layout_of(self._root)
+        if existing is not None:
+            if existing.brokers != self._brokers:
+                msg = f"{self._root} holds a cluster of {existing.brokers} brokers, not {self._brokers}"
+                raise ConfigError(msg)
+            return existing
+        if (self._root / "data" / "meta.properties").exists():
+            msg = f"{self._root} holds a single-node broker: give --brokers {self._brokers} a new --data-dir"
+            raise ConfigError(msg)
+        ports: set[int] = set()
+        while len(ports) < self._brokers:
+            port = free_port()
+            if not self._config.port <= port < self._config.port + self._brokers:
+                ports.add(port)
+        layout = ClusterLayout(self._brokers, self._config.port, tuple(sorted(ports)), _cluster_id())
+        self._root.mkdir(parents=True, exist_ok=True)
+        (self._root / _CLUSTER_FILE).write_bytes(
+            codec.dumps(
+                {
+                    "brokers": layout.brokers,
+                    "port": layout.port,
+                    "controller_ports": list(layout.controller_ports),
+                    "cluster_id": layout.cluster_id,
+                }
+            )
+        )
+        return layout
+
+    def nodes(self) -> list[_ClusterNode]:
+        layout = self.layout_of(self._root) or self._layout()
+        return [
+            _ClusterNode(
+                LocalKafkaConfig(
+                    data_dir=self._root / f"node-{i}",
+                    port=layout.port + i - 1,
+                    heap_mb=self._config.heap_mb,
+                    lib_dir=self._config.lib_dir,
+                    java=self._config.java,
+                    secure=self._config.secure or self.admin_password_file.exists(),
+                ),
+                self._root,
+                layout,
+                i,
+            )
+            for i in range(1, layout.brokers + 1)
+        ]
+
+    @property
+    def secure(self) -> bool:
+        return self._config.secure or self.admin_password_file.exists()
+
+    @property
+    def bootstrap(self) -> str:
+        layout = self.layout_of(self._root)
+        return (
+            layout.bootstrap if layout else ClusterLayout(self._brokers, self._config.port, (), "").bootstrap
+        )
+
+    def port_of(self, node_id: int) -> int:
+        """Node `node_id`'s client port (nodes count from 1)."""
+        layout = self.layout_of(self._root)
+        return (layout.port if layout else self._config.port) + node_id - 1
+
+    def client_settings(self, bootstrap: str | None = None) -> KafkaSettings:
+        return self.nodes()[0].client_settings(bootstrap or self.bootstrap)
+
+    def status(self) -> list[NodeStatus]:
+        if self.layout_of(self._root) is None:
+            return []
+        return [NodeStatus(node.node_id, node.status()) for node in self.nodes()]
+
+    def start(self, timeout: float = 120.0) -> str:
+        """Start each node that is not running, all at once (a quorum needs a majority), then wait for all."""
+        self._layout()
+        nodes = self.nodes()
+        for node in nodes:
+            node._refuse_mode_change()  # noqa: SLF001 - the cluster is the node's owner
+        launched: list[tuple[_ClusterNode, subprocess.Popen[bytes]]] = []
+        try:
+            for node in nodes:
+                if not node.status().running:
+                    # A loop, not extend: on a failure the nodes launched so far are killed.
+                    launched.append((node, node._launch()))  # noqa: SLF001, PERF401 - as above
+            for node, process in launched:
+                node._await_ready(process, timeout)  # noqa: SLF001 - as above
+        except (KafkaError, ConfigError):
+            for _node, process in launched:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            raise
+        for node, process in launched:
+            old = self._children.pop(node.node_id, None)
+            if old is not None:
+                old.poll()  # a node killed earlier: reap it
+            self._children[node.node_id] = process
+        for node in nodes:
+            wait_until_ready(node.client_settings().bootstrap, timeout, kafka=node.client_settings())
+        self._await_all_registered(timeout)
+        return self.bootstrap
+
+    def _await_all_registered(self, timeout: float) -> None:
+        """Wait until the metadata names every node: a topic made before would get fewer replicas."""
+        deadline = time.monotonic() + timeout
+        settings = self.client_settings()
+        while time.monotonic() < deadline:
+            if asyncio.run(_broker_count(settings)) >= self._brokers:
+                return
+            time.sleep(0.25)
+        msg = (
+            f"the cluster at {self.bootstrap} did not show all {self._brokers} brokers within {timeout:.0f}s"
+        )
+        raise KafkaError(msg, retriable=True)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """Stop every node at once (one by one, the last ones would wait on a lost quorum); how many ran."""
+        running = [
+            (node, s.pid) for node, s in ((n, n.status()) for n in self.nodes()) if s.running and s.pid
+        ]
+        for _node, pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node, pid in running:
+            while _is_kafka_process(pid) and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.1)
+            if _is_kafka_process(pid):
+                node._kill(pid)  # noqa: SLF001 - the cluster is the node's owner
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        for node in self.nodes():
+            node._state_path().unlink(missing_ok=True)  # noqa: SLF001 - as above
+        for child in self._children.values():
+            child.wait(timeout)
+        self._children.clear()
+        return len(running)
+
+
+async def _broker_count(settings: KafkaSettings) -> int:
+    """How many brokers the metadata of the first node that answers names (0 if none answers)."""
+    options = settings.client_options()
+    options.pop("bootstrap_servers", None)
+    for address in settings.bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            async with kafka_connection(host, int(port), options, 2.0) as conn:
+                metadata = await asyncio.wait_for(conn.send(MetadataRequest([])), 2.0)
+        except (AIOKafkaError, OSError, TimeoutError):
+            continue
+        return len(metadata.brokers)
+    return 0

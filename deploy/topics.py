@@ -23,6 +23,7 @@ __all__ = [
     "ApplyReport",
     "TopicSpec",
     "apply_topics",
+    "min_insync_replicas",
     "topic_specs",
 ]
 
@@ -74,14 +75,25 @@ class ApplyReport:
     unchanged: list[str] = field(default_factory=list)
     # One human-readable line per change or per thing left alone on purpose.
     notes: list[str] = field(default_factory=list)
+    # What new topics get: min(3, brokers), and min.insync.replicas one less (at least 1).
+    replication: int = 1
+    min_insync_replicas: int = 1
+
+    def replication_line(self) -> str:
+        return f"replication {self.replication}, min.insync.replicas {self.min_insync_replicas}"
 
     def summary(self) -> str:
         return f"created {len(self.created)}, updated {len(self.updated)}, unchanged {len(self.unchanged)}"
 
 
+def min_insync_replicas(replication: int) -> int:
+    """One replica may be down and writes with acks=all go on: 2 of 3, 1 of 1 or 2."""
+    return max(1, replication - 1)
+
+
 def topic_specs(topics: Topics, tenants: Tenants, replication: int) -> list[TopicSpec]:
     """Every topic prik needs for `tenants`, with its partitions and configs."""
-    min_isr = str(max(1, replication - 1))
+    min_isr = str(min_insync_replicas(replication))
 
     def spec(name: str, partitions: int, **configs: str) -> TopicSpec:
         return TopicSpec(name, partitions, MappingProxyType({"min.insync.replicas": min_isr, **configs}))
@@ -233,6 +245,8 @@ async def apply_topics(kafka: KafkaSettings, topics: Topics, tenants: Tenants) -
     async with admin_client(kafka) as admin:
         with kafka_errors("applying topics"):
             replication = await _replication(admin)
+            report.replication = replication
+            report.min_insync_replicas = min_insync_replicas(replication)
             specs = topic_specs(topics, tenants, replication)
             existing = await _existing_partitions(admin, [s.name for s in specs])
             report.created = await _create(admin, [s for s in specs if s.name not in existing], replication)

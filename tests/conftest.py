@@ -9,13 +9,20 @@ The secure tier (`tests/secure/`) has a broker of its own, `secure_kafka`:
 `prik kafka start --secure` on a free port, once per session. While working on
 it, `PRIK_TEST_SECURE_KAFKA_DIR=<data dir>` reuses a secure broker already
 running from that folder (and leaves it running).
+
+The cluster tier (`tests/cluster/`) shares one local 3-node cluster,
+`kafka_cluster` (`prik kafka start --brokers 3` on free ports), started only
+when a test of the tier runs. `PRIK_TEST_CLUSTER_DIR=<data dir>` reuses a
+cluster already made in that folder (started if a node is down, left running).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from deploy import LocalKafka, LocalKafkaConfig, free_port, wait_until_ready
+from deploy.local_kafka import LocalKafkaCluster
 from prik.settings import KafkaSettings
 
 
@@ -125,6 +133,74 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     bootstrap = runner.start(timeout=120)
     try:
         yield SecureKafka(runner, bootstrap, credentials)
+    finally:
+        runner.stop()
+
+
+CLUSTER_BROKERS = 3
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """A running local cluster of `CLUSTER_BROKERS` nodes, and what the tests do to its nodes."""
+
+    runner: LocalKafkaCluster
+    bootstrap: str
+
+    def pid(self, node_id: int) -> int | None:
+        (status,) = [n.status for n in self.runner.status() if n.node_id == node_id]
+        return status.pid if status.running else None
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL node `node_id`'s JVM (a crash: no controlled shutdown), and wait until it is gone."""
+        pid = self.pid(node_id)
+        assert pid is not None, f"node {node_id} is not running"
+        # Never another run's JVM: the pid must be a node of this cluster's folder.
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert str(self.runner.data_dir / f"node-{node_id}").encode() in cmdline, cmdline
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while self.pid(node_id) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def restart(self) -> str:
+        """`start` again: brings back every node that is down."""
+        return self.runner.start(timeout=120)
+
+
+def _consecutive_free_ports(count: int) -> int:
+    """A port P with P..P+count-1 all free on loopback right now."""
+    for _ in range(100):
+        port = free_port()
+        if port + count <= 65535 and all(_port_is_free(port + i) for i in range(1, count)):
+            return port
+    pytest.fail(f"no {count} consecutive free loopback ports")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    given = os.environ.get("PRIK_TEST_CLUSTER_DIR")
+    if given:
+        runner = LocalKafkaCluster(LocalKafkaConfig(data_dir=Path(given), heap_mb=384), CLUSTER_BROKERS)
+        yield KafkaCluster(runner, runner.start(timeout=120))
+        return
+    config = LocalKafkaConfig(
+        data_dir=tmp_path_factory.mktemp("cluster"),
+        port=_consecutive_free_ports(CLUSTER_BROKERS),
+        heap_mb=384,
+    )
+    runner = LocalKafkaCluster(config, CLUSTER_BROKERS)
+    try:
+        yield KafkaCluster(runner, runner.start(timeout=120))
     finally:
         runner.stop()
 

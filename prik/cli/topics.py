@@ -64,6 +64,7 @@ def apply(
         typer.echo(f"created {name}")
     for note in report.notes:
         typer.echo(note)
+    typer.echo(report.replication_line())
     typer.echo(report.summary())
     if credentials is None:
         return

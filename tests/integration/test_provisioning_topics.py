@@ -141,7 +141,8 @@ def test_cli_topics_apply_prints_a_summary(kafka_bootstrap: str, topic_prefix: s
     assert first.stdout.strip().endswith("created 15, updated 0, unchanged 0")
     assert f"created {topic_prefix}.tasks" in first.stdout
     second = _run(run, env=env)
-    assert second.stdout.strip() == "created 0, updated 0, unchanged 15"
+    # One broker: replication 1, and the line says so before the summary.
+    assert second.stdout.strip() == "replication 1, min.insync.replicas 1\ncreated 0, updated 0, unchanged 15"
 
     no_tenants = {k: v for k, v in env.items() if k != "PRIK_TENANTS"}
     missing = _run(run, env=no_tenants)
