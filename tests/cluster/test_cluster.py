@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,9 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from contracts import Message
+from consumers import Backoff, ClinicConsumer, ReferenceLps, WebhookDeliverer
+from contracts import Message, Outcome, Receipt
 from prik.kafka import admin_client
-from producers import Publisher, video_queue_notice
+from producers import Publisher, read_replies, video_queue_notice
 
 from .conftest import CLINIC, OTHER_CLINIC, ClusterWorld, RouterProcess
 
@@ -99,6 +101,16 @@ async def _routed(world: ClusterWorld, expected: int, within: float) -> Counter[
         await asyncio.sleep(0.5)
 
 
+async def _receipts(world: ClusterWorld, expected: int, within: float) -> list[Receipt]:
+    """The sender's receipts, once `expected` are there or time is up."""
+    deadline = time.monotonic() + within
+    while True:
+        got = [m async for m in read_replies(world.kafka, world.topics, VIDEO) if isinstance(m, Receipt)]
+        if len(got) >= expected or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.5)
+
+
 async def test_a_node_killed_mid_stream_loses_and_duplicates_nothing(
     kafka_cluster: KafkaCluster, cluster_world: ClusterWorld
 ) -> None:
@@ -107,27 +119,55 @@ async def test_a_node_killed_mid_stream_loses_and_duplicates_nothing(
     assert await _replicas_and_min_isr(world, world.topics.ingress(VIDEO)) == ({3}, "2")
 
     router = RouterProcess(world)
-    router.start()
-    try:
-        router.wait_started(timeout=90)
-        victim = await _transaction_coordinator_leader(world)
-        sent = [notice(CLINIC if i % 2 else OTHER_CLINIC, i) for i in range(STREAM)]
-        async with Publisher(world.kafka, VIDEO, world.topics) as publisher:
-            for start in range(0, STREAM, CHUNK):
-                if start == STREAM // 2:
-                    # A crash, not a shutdown: the coordinator of the router's
-                    # transactions goes with it, and a third of the partition leaders.
-                    kafka_cluster.kill(victim)
-                await publisher.publish_many(sent[start : start + CHUNK])
+    async with contextlib.AsyncExitStack() as stack:
+        # Last out: the killed node comes back (the runner probes with asyncio.run of its own,
+        # so off this event loop), after the router and the consumers have stopped.
+        stack.push_async_callback(asyncio.to_thread, kafka_cluster.restart)
+        router.start()
+        stack.callback(router.terminate)
+        lps = await stack.enter_async_context(ReferenceLps())
+        # Both LPSs' consumers run through the crash too, delivering to the one reference LPS.
+        for lps_id in ("lps-xmo", "lps-other"):
+            consumer = ClinicConsumer(
+                world.kafka,
+                world.topics,
+                lps_id,
+                WebhookDeliverer(lps.url, lps.secret, total_timeout=5),
+                backoff=Backoff(base=0.2, cap=1.0),
+                http_port=0,
+                stop_grace=2.0,
+            )
+            await stack.enter_async_context(consumer)
+        await _stream_through_a_crash(kafka_cluster, world, router, lps)
 
-        counts = await _routed(world, STREAM, within=120)
-        assert router.process is not None
-        assert router.process.poll() is None, router.output().decode()[-3000:]
-        missing = {m.id for m in sent} - set(counts)
-        assert not missing, f"{len(missing)} of {STREAM} never routed"
-        assert {i: n for i, n in counts.items() if n > 1} == {}
-        assert set(counts) == {m.id for m in sent}
-    finally:
-        router.terminate()
-        # The runner probes with asyncio.run of its own: off this event loop.
-        await asyncio.to_thread(kafka_cluster.restart)
+
+async def _stream_through_a_crash(
+    kafka_cluster: KafkaCluster, world: ClusterWorld, router: RouterProcess, lps: ReferenceLps
+) -> None:
+    router.wait_started(timeout=90)
+    victim = await _transaction_coordinator_leader(world)
+    sent = [notice(CLINIC if i % 2 else OTHER_CLINIC, i) for i in range(STREAM)]
+    async with Publisher(world.kafka, VIDEO, world.topics) as publisher:
+        for start in range(0, STREAM, CHUNK):
+            if start == STREAM // 2:
+                # A crash, not a shutdown: the coordinator of the router's
+                # transactions goes with it, and a third of the partition leaders.
+                kafka_cluster.kill(victim)
+            await publisher.publish_many(sent[start : start + CHUNK])
+
+    counts = await _routed(world, STREAM, within=120)
+    assert router.process is not None
+    assert router.process.poll() is None, router.output().decode()[-3000:]
+    missing = {m.id for m in sent} - set(counts)
+    assert not missing, f"{len(missing)} of {STREAM} never routed"
+    assert {i: n for i, n in counts.items() if n > 1} == {}
+    assert set(counts) == {m.id for m in sent}
+
+    # Delivered, each with one final receipt.
+    await lps.wait_for(STREAM, timeout=120)
+    assert lps.ids() == {m.id for m in sent}
+    receipts = await _receipts(world, STREAM, within=60)
+    per_message = Counter(r.data.message_id for r in receipts)
+    assert {i: n for i, n in per_message.items() if n > 1} == {}
+    assert set(per_message) == {m.id for m in sent}
+    assert {r.data.outcome for r in receipts} == {Outcome.DELIVERED}
