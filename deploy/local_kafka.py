@@ -56,6 +56,7 @@ __all__ = [
     "LocalKafkaCluster",
     "LocalKafkaConfig",
     "NodeStatus",
+    "consecutive_free_ports",
     "default_data_dir",
     "free_port",
 ]
@@ -134,6 +135,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A port P with P..P+count-1 all free on loopback right now (a cluster's client ports)."""
+    for _ in range(100):
+        port = free_port()
+        if port + count <= 65535 and all(_port_free(port + i) for i in range(1, count)):
+            return port
+    msg = f"found no {count} consecutive free loopback ports"
+    raise ConfigError(msg)
 
 
 def _cluster_id() -> str:

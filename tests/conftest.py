@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from deploy import LocalKafka, LocalKafkaConfig, free_port, wait_until_ready
-from deploy.local_kafka import LocalKafkaCluster
+from deploy.local_kafka import LocalKafkaCluster, consecutive_free_ports
 from prik.settings import KafkaSettings
 
 
@@ -168,24 +168,6 @@ class KafkaCluster:
         return self.runner.start(timeout=120)
 
 
-def _consecutive_free_ports(count: int) -> int:
-    """A port P with P..P+count-1 all free on loopback right now."""
-    for _ in range(100):
-        port = free_port()
-        if port + count <= 65535 and all(_port_is_free(port + i) for i in range(1, count)):
-            return port
-    pytest.fail(f"no {count} consecutive free loopback ports")
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     given = os.environ.get("PRIK_TEST_CLUSTER_DIR")
@@ -195,7 +177,7 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
         return
     config = LocalKafkaConfig(
         data_dir=tmp_path_factory.mktemp("cluster"),
-        port=_consecutive_free_ports(CLUSTER_BROKERS),
+        port=consecutive_free_ports(CLUSTER_BROKERS),
         heap_mb=384,
     )
     runner = LocalKafkaCluster(config, CLUSTER_BROKERS)

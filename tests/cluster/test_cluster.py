@@ -9,13 +9,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from consumers import Backoff, ClinicConsumer, ReferenceLps, WebhookDeliverer
 from contracts import Message, Outcome, Receipt
+from deploy.local_kafka import LocalKafkaCluster, LocalKafkaConfig, consecutive_free_ports
 from prik.kafka import admin_client
+from prik.settings import KafkaSettings
 from producers import Publisher, read_replies, video_queue_notice
 
 from .conftest import CLINIC, OTHER_CLINIC, ClusterWorld, RouterProcess
@@ -171,3 +174,42 @@ async def _stream_through_a_crash(
     assert {i: n for i, n in per_message.items() if n > 1} == {}
     assert set(per_message) == {m.id for m in sent}
     assert {r.data.outcome for r in receipts} == {Outcome.DELIVERED}
+
+
+def test_a_secure_cluster_starts_from_the_cli_and_stops_whole(tmp_path: Path) -> None:
+    """`--brokers 3 --secure`: each node on SASL_SSL with one CA and admin password; `stop` ends all three."""
+    data_dir = tmp_path / "secure-cluster"
+    port = consecutive_free_ports(3)
+
+    def prik(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "prik", "kafka", *args, "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+
+    started = prik("start", "--brokers", "3", "--secure", "--port", str(port), "--timeout", "180")
+    try:
+        assert started.returncode == 0, started.stderr
+        bootstrap = ",".join(f"127.0.0.1:{port + i}" for i in range(3))
+        assert started.stdout.strip() == bootstrap
+        assert f"PRIK_KAFKA__BOOTSTRAP={bootstrap} PRIK_KAFKA__SECURITY_PROTOCOL=SASL_SSL" in started.stderr
+        runner = LocalKafkaCluster(LocalKafkaConfig(data_dir=data_dir), 3)
+        admin = runner.client_settings()
+        assert admin.ca_file == data_dir / "tls" / "ca.pem"
+        for node_port in range(port, port + 3):
+            # Each node alone, as admin over TLS: the one certificate covers every loopback node.
+            alone = admin.model_copy(update={"bootstrap": f"127.0.0.1:{node_port}"})
+            assert asyncio.run(_brokers_seen(alone)) == 3
+    finally:
+        stopped = prik("stop")
+    assert stopped.stdout.strip() == f"stopped 3 node(s) (data kept in {data_dir})"
+    assert prik("status").returncode == 1
+
+
+async def _brokers_seen(kafka: KafkaSettings) -> int:
+    async with admin_client(kafka) as admin:
+        cluster = await admin.describe_cluster()
+    return len(cluster["brokers"])
