@@ -10,19 +10,15 @@ The secure tier (`tests/secure/`) has a broker of its own, `secure_kafka`:
 it, `PRIK_TEST_SECURE_KAFKA_DIR=<data dir>` reuses a secure broker already
 running from that folder (and leaves it running).
 
-The cluster tier (`tests/cluster/`) shares one local 3-node cluster,
-`kafka_cluster` (`prik kafka start --brokers 3` on free ports), started only
-when a test of the tier runs. `PRIK_TEST_CLUSTER_DIR=<data dir>` reuses a
-cluster already made in that folder (started if a node is down, left running).
+The cluster tier (`tests/cluster/`) shares one local 3-node cluster of its
+own, `kafka_cluster` in `tests/cluster/conftest.py`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +27,6 @@ from pathlib import Path
 import pytest
 
 from deploy import LocalKafka, LocalKafkaConfig, free_port, wait_until_ready
-from deploy.local_kafka import LocalKafkaCluster, consecutive_free_ports
 from prik.settings import KafkaSettings
 
 
@@ -133,56 +128,6 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     bootstrap = runner.start(timeout=120)
     try:
         yield SecureKafka(runner, bootstrap, credentials)
-    finally:
-        runner.stop()
-
-
-CLUSTER_BROKERS = 3
-
-
-@dataclass(frozen=True)
-class KafkaCluster:
-    """A running local cluster of `CLUSTER_BROKERS` nodes, and what the tests do to its nodes."""
-
-    runner: LocalKafkaCluster
-    bootstrap: str
-
-    def pid(self, node_id: int) -> int | None:
-        (status,) = [n.status for n in self.runner.status() if n.node_id == node_id]
-        return status.pid if status.running else None
-
-    def kill(self, node_id: int) -> None:
-        """SIGKILL node `node_id`'s JVM (a crash: no controlled shutdown), and wait until it is gone."""
-        pid = self.pid(node_id)
-        assert pid is not None, f"node {node_id} is not running"
-        # Never another run's JVM: the pid must be a node of this cluster's folder.
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        assert str(self.runner.data_dir / f"node-{node_id}").encode() in cmdline, cmdline
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while self.pid(node_id) is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def restart(self) -> str:
-        """`start` again: brings back every node that is down."""
-        return self.runner.start(timeout=120)
-
-
-@pytest.fixture(scope="session")
-def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    given = os.environ.get("PRIK_TEST_CLUSTER_DIR")
-    if given:
-        runner = LocalKafkaCluster(LocalKafkaConfig(data_dir=Path(given), heap_mb=384), CLUSTER_BROKERS)
-        yield KafkaCluster(runner, runner.start(timeout=120))
-        return
-    config = LocalKafkaConfig(
-        data_dir=tmp_path_factory.mktemp("cluster"),
-        port=consecutive_free_ports(CLUSTER_BROKERS),
-        heap_mb=384,
-    )
-    runner = LocalKafkaCluster(config, CLUSTER_BROKERS)
-    try:
-        yield KafkaCluster(runner, runner.start(timeout=120))
     finally:
         runner.stop()
 

@@ -10,7 +10,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,10 +20,7 @@ from prik.kafka import admin_client
 from prik.settings import KafkaSettings
 from producers import Publisher, read_replies, video_queue_notice
 
-from .conftest import CLINIC, OTHER_CLINIC, ClusterWorld, RouterProcess
-
-if TYPE_CHECKING:
-    from tests.conftest import KafkaCluster
+from .conftest import CLINIC, OTHER_CLINIC, ClusterWorld, KafkaCluster, RouterProcess
 
 pytestmark = pytest.mark.cluster
 
