@@ -102,6 +102,11 @@ def start(
     With --secure, how to connect goes to stderr, as the settings an operator exports:
 
         prik kafka start --secure --data-dir /tmp/k --port 19092
+
+    Three nodes on ports 19100-19102 (prints the bootstrap list); again later, it
+    brings back a node that is down:
+
+        prik kafka start --brokers 3 --data-dir /tmp/k3 --port 19100
     """
     cluster = _cluster(data_dir, brokers, port, secure=secure)
     if cluster is not None:
