@@ -810,6 +810,8 @@ class LocalKafkaCluster:
 
     def stop(self, timeout: float = 60.0) -> int:
         """Stop every node at once (one by one, the last ones would wait on a lost quorum); how many ran."""
+        if self.layout_of(self._root) is None:
+            return 0  # nothing was ever made here (and stopping makes nothing)
         running = [
             (node, s.pid) for node, s in ((n, n.status()) for n in self.nodes()) if s.running and s.pid
         ]

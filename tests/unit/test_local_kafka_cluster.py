@@ -111,3 +111,10 @@ class _Admin:
 @pytest.mark.parametrize(("brokers", "replication"), [(1, 1), (2, 2), (3, 3), (5, 3)])
 async def test_replication_is_at_most_three(brokers: int, replication: int) -> None:
     assert await _replication(_Admin(brokers)) == replication  # a stand-in admin (aiokafka is untyped)
+
+
+def test_stop_and_status_of_an_empty_folder_make_nothing(tmp_path: Path) -> None:
+    cluster = LocalKafkaCluster(LocalKafkaConfig(data_dir=tmp_path), 3)
+    assert cluster.status() == []
+    assert cluster.stop() == 0
+    assert list(tmp_path.iterdir()) == []
