@@ -29,22 +29,31 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="Folder for the broker's data, logs and pid (kept on stop)."),
 ]
 Port = Annotated[
-    int,
+    int | None,
     typer.Option(
-        "--port", min=1, max=65535, help="Loopback port of the client listener (node i of a cluster: P+i-1)."
+        "--port",
+        min=1,
+        max=65535,
+        help="Loopback port of the client listener, 9092 by default (node i of a cluster: P+i-1).",
     ),
 ]
+DEFAULT_PORT = 9092
 # A cluster's JVMs share two cores and the tests' memory with everything else.
 CLUSTER_HEAP_MB = 384
 
 
 def _cluster(
-    data_dir: Path | None, brokers: int | None, port: int = 9092, *, secure: bool = False
+    data_dir: Path | None, brokers: int | None, port: int | None = None, *, secure: bool = False
 ) -> LocalKafkaCluster | None:
     """The cluster in `data_dir` (or the one `--brokers N` makes there); None for a single node."""
     folder = data_dir or default_data_dir()
     layout = LocalKafkaCluster.layout_of(folder)
     if layout is not None:
+        if port is not None and port != layout.port:
+            # The static quorum and every client's bootstrap list name the ports it was made with.
+            last = layout.port + layout.brokers - 1
+            msg = f"{folder} holds a cluster on ports {layout.port}-{last}: --port {layout.port}"
+            raise ConfigError(msg)
         brokers = brokers or layout.brokers
         port = layout.port
     if not brokers or brokers == 1:
@@ -52,12 +61,15 @@ def _cluster(
             msg = f"{folder} holds a cluster of {layout.brokers} brokers, not 1"
             raise ConfigError(msg)
         return None
-    config = LocalKafkaConfig(data_dir=folder, port=port, secure=secure, heap_mb=CLUSTER_HEAP_MB)
+    config = LocalKafkaConfig(
+        data_dir=folder, port=port or DEFAULT_PORT, secure=secure, heap_mb=CLUSTER_HEAP_MB
+    )
     return LocalKafkaCluster(config, brokers)
 
 
-def _runner(data_dir: Path | None, port: int = 9092, *, secure: bool = False) -> LocalKafka:
-    return LocalKafka(LocalKafkaConfig(data_dir=data_dir or default_data_dir(), port=port, secure=secure))
+def _runner(data_dir: Path | None, port: int | None = None, *, secure: bool = False) -> LocalKafka:
+    folder = data_dir or default_data_dir()
+    return LocalKafka(LocalKafkaConfig(data_dir=folder, port=port or DEFAULT_PORT, secure=secure))
 
 
 def _secure_line(runner: LocalKafka | LocalKafkaCluster) -> str:
@@ -70,7 +82,7 @@ def _secure_line(runner: LocalKafka | LocalKafkaCluster) -> str:
 @kafka_app.command("start")
 def start(
     data_dir: DataDir = None,
-    port: Port = 9092,
+    port: Port = None,
     secure: Annotated[
         bool,
         typer.Option(

@@ -91,6 +91,15 @@ def test_cli_says_in_one_line_that_a_cluster_folder_is_not_one_node(tmp_path: Pa
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"prik: error: {tmp_path} holds a cluster of 3 brokers, not 1"
+    moved = subprocess.run(
+        [sys.executable, "-m", "prik", "kafka", "start", "--port", "9100", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert moved.returncode == 2
+    assert moved.stderr.strip() == f"prik: error: {tmp_path} holds a cluster on ports 9092-9094: --port 9092"
 
 
 @pytest.mark.parametrize(("replication", "min_isr"), [(1, "1"), (2, "1"), (3, "2")])
