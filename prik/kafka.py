@@ -31,6 +31,7 @@ from aiokafka.errors import (
 )
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.protocol.admin import DescribeAclsRequest
+from confluent_kafka import Consumer
 from confluent_kafka import KafkaError as ConfluentError
 from confluent_kafka import KafkaException as ConfluentException
 from confluent_kafka.admin import AdminClient
@@ -45,6 +46,7 @@ __all__ = [
     "admin_client",
     "confluent_admin",
     "confluent_errors",
+    "confluent_reader",
     "kafka_connection",
     "kafka_errors",
     "login_works",
@@ -297,6 +299,25 @@ def _librdkafka_logger() -> logging.Logger:
         logger.setLevel(logging.WARNING)
         logger.propagate = False
     return logger
+
+
+def confluent_reader(kafka: KafkaSettings, client_id: str = "prik-reader") -> Consumer:
+    """confluent-kafka's Consumer with prik's safe defaults, for assigned partitions only.
+
+    read_committed, nothing committed: a caller assigns the partitions it reads and
+    never joins the group its id names (librdkafka requires one).
+    """
+    return Consumer(
+        {
+            **kafka.confluent_config(),
+            "client.id": client_id,
+            "group.id": client_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        },
+        logger=_librdkafka_logger(),
+    )
 
 
 def confluent_admin(kafka: KafkaSettings, timeout: float = 30.0) -> AdminClient:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import KafkaException
 from confluent_kafka import TopicPartition as RawPartition
 
 from contracts import KafkaError
 from contracts.headers import normalise_headers
+from prik.kafka import confluent_reader
 from prik.settings import KafkaSettings
 
 __all__ = ["RawRecord", "read_one"]
@@ -38,17 +39,7 @@ class RawRecord:
 
 
 def _read_one(kafka: KafkaSettings, topic: str, partition: int, offset: int, wait: float) -> RawRecord | None:
-    consumer = Consumer(
-        {
-            **kafka.confluent_config(),
-            # Assigned, never subscribed: the group id is required but no group is joined or committed.
-            "group.id": "prik-quarantine",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "log_level": 3,
-        }
-    )
+    consumer = confluent_reader(kafka, client_id="prik-quarantine")
     try:
         consumer.assign([RawPartition(topic, partition, offset)])
         message = consumer.poll(wait)
