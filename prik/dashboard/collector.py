@@ -163,6 +163,8 @@ class Collector:
         self._failing: dict[tuple[str | None, str], _Failing] = {}
         self._dlq_offsets: dict[int, list[int]] = {}
         self._dlq_scan_ends: dict[TopicPartition, int] | None = None
+        # Per partition, the offset after the last record taken (see _skip_poison).
+        self._taken: dict[TopicPartition, int] = {}
         self._dlq_exact = False
         self._backlogs = Backlogs(limit=BACKLOG_COUNT_LIMIT)
         self._partitions: dict[str, list[TopicPartition]] = {}
@@ -264,7 +266,10 @@ class Collector:
         while True:
             try:
                 if self._tail_wanted != assigned:
+                    kept = assigned
                     assigned = await self._reassign(consumer, assigned)
+                    # A partition assigned anew is sought afresh: what was taken there before is moot.
+                    self._taken = {tp: o for tp, o in self._taken.items() if tp in kept and tp in assigned}
                 if not assigned:
                     await asyncio.sleep(self.tick)
                     continue
@@ -276,6 +281,9 @@ class Collector:
                 for records in batch.values():
                     for record in records:
                         self._take(record)
+                    if records:
+                        last = records[-1]
+                        self._taken[TopicPartition(last.topic, last.partition)] = last.offset + 1
                 await self._check_dlq_scan(consumer)
                 self._tail_error = None
             except asyncio.CancelledError:
@@ -335,6 +343,11 @@ class Collector:
         fetched alone to find it; its next record is read with confluent-kafka, counted,
         and passed.
         """
+        # The failed fetch still moved the positions past what it drained before failing
+        # (aiokafka): go back to what was taken, or those records would never be counted.
+        for tp in assigned:
+            if tp in self._taken:
+                consumer.seek(tp, self._taken[tp])
         for tp in sorted(assigned):
             position = await consumer.position(tp)
             others = [p for p in assigned if p != tp]
@@ -345,6 +358,7 @@ class Collector:
                 record = await read_one(self._kafka, tp.topic, tp.partition, position, wait=5.0)
                 if record is not None:
                     self._take(record)
+                    self._taken[tp] = record.offset + 1
                     consumer.seek(tp, record.offset + 1)
                 return
             finally:
@@ -352,6 +366,8 @@ class Collector:
             for records in batch.values():
                 for good in records:
                     self._take(good)
+                if records:
+                    self._taken[tp] = records[-1].offset + 1
 
     def _take(self, record: Any) -> None:  # noqa: ANN401 - aiokafka's ConsumerRecord or a quarantine RawRecord
         topic: str = record.topic
