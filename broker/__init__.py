@@ -8,7 +8,7 @@ from .records import Incoming, Outgoing
 from .router import Batch, Routed, Router
 from .service import RouterService
 from .tables import DirectoryTable, TaskRecord, TaskTable
-from .tenancy import TenantsFile
+from .tenancy import TenantsFile, admission_refusal
 from .tokens import DEVELOPMENT_TOKENS, RouteTokens, tokens_from_settings
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "TaskTable",
     "TenantsFile",
     "TransactionalEngine",
+    "admission_refusal",
     "build_app",
     "tokens_from_settings",
 ]

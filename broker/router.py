@@ -53,6 +53,7 @@ from .dedup import DedupWindow
 from .outputs import dead_letter, receipt
 from .records import Incoming, Outgoing
 from .tables import DirectoryTable, Table, TaskRecord, TaskTable
+from .tenancy import admission_refusal
 from .tokens import DEVELOPMENT_TOKENS, RouteTokens
 
 __all__ = ["Batch", "Routed", "Router", "Verdict"]
@@ -267,11 +268,10 @@ class Router:
             return Routed("rejected", "unknown", [letter], stage=str(refusal.stage))
 
     async def _admit_and_route(self, ctx: _Context) -> Routed:
-        message, tenant = ctx.message, ctx.tenants.get(ctx.tenant_id)
-        if message.source != source_of(ctx.tenant_id):
-            raise _Refused(ErrorStage.AUTHENTICATE, f"source must be {source_of(ctx.tenant_id)}")
-        if tenant is None or not tenant.allowed(message.type):
-            raise _Refused(ErrorStage.AUTHORISE, f"tenant {ctx.tenant_id} may not send {message.type}")
+        message = ctx.message
+        refusal = admission_refusal(message, ctx.tenant_id, ctx.tenants)
+        if refusal is not None:
+            raise _Refused(*refusal)
         dedup_key = (ctx.rec.topic, ctx.rec.partition, message.source, message.id)
         if not ctx.replayed and (dedup_key in ctx.batch.seen or self.dedup.seen(*dedup_key)):
             return Routed("duplicate", message.type)

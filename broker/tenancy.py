@@ -1,15 +1,15 @@
-"""The tenants file, re-read when it changes: a new tenant needs no restart."""
+"""Who a tenant is: the tenants file, re-read when it changes, and what a tenant may send."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from contracts import ConfigError, Tenants
+from contracts import ConfigError, ErrorStage, Message, Tenants, source_of
 from prik.logs import get_logger
 from prik.tenants import load_tenants
 
-__all__ = ["TenantsFile"]
+__all__ = ["TenantsFile", "admission_refusal"]
 
 _log = get_logger(__name__)
 
@@ -42,3 +42,18 @@ class TenantsFile:
         except (OSError, ConfigError) as exc:
             # Keep routing with the tenants we have; a half-saved file is common.
             _log.warning("tenants.reload_failed", error=str(exc))
+
+
+def admission_refusal(message: Message, tenant_id: str, tenants: Tenants) -> tuple[ErrorStage, str] | None:
+    """Why `tenant_id` may not send `message`, or None when it may.
+
+    The message's `source` must be the tenant's own (`urn:prik:<id>`), and the
+    tenant must be allowed to send its type. Pure: the router applies it to
+    each ingress record, the HTTP ingress to each request before Kafka sees it.
+    """
+    if message.source != source_of(tenant_id):
+        return ErrorStage.AUTHENTICATE, f"source must be {source_of(tenant_id)}"
+    tenant = tenants.get(tenant_id)
+    if tenant is None or not tenant.allowed(message.type):
+        return ErrorStage.AUTHORISE, f"tenant {tenant_id} may not send {message.type}"
+    return None
