@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     # The router's key for `prik-route` tokens; shared by every router instance.
     route_key: SecretStr | None = None
     route_key_file: Path | None = None
+    # `prik ingress run`: each tenant's token bucket, refilled at `ingress_rate` requests a
+    # second and holding up to `ingress_burst`; a request that finds it empty is answered 429.
+    ingress_rate: float = Field(default=100.0, gt=0, le=1_000_000)
+    ingress_burst: int = Field(default=200, ge=1, le=1_000_000)
 
     @field_validator("webhook_secrets", mode="before")
     @classmethod
