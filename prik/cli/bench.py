@@ -18,18 +18,23 @@ from rich.table import Table
 
 from contracts import codec, parse_tenants
 from deploy import acquire_kafka
-from prik.bench import bench_codec, bench_routing
+from prik.bench import PipelineOptions, bench_codec, bench_pipeline, bench_routing
 from prik.bench.routing import TENANTS_TOML
 from prik.logs import configure_logging
 from prik.settings import KafkaSettings, load_settings
 
 from .app import app
 
-__all__ = ["bench"]
+__all__ = ["bench", "bench_app"]
 
 
-@app.command("bench")
+bench_app = typer.Typer(help="Benchmarks, as ratios to baselines measured in the same run.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     messages: Annotated[
         int, typer.Option("--messages", min=100, help="Records pushed through the router.")
     ] = 20_000,
@@ -42,8 +47,11 @@ def bench(
     with every rule; the ratio is what the rules cost. Codec: `parse` and `to_bytes`
     per message against plain orjson. Uses the broker at PRIK_KAFKA__BOOTSTRAP if it
     answers, else starts a local one for the run. The machine is shared and noisy:
-    read the ratios, not the absolute numbers.
+    read the ratios, not the absolute numbers. `prik bench pipeline` measures the
+    whole way, publisher to LPS.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     settings = load_settings()
     # Info lines from the router would bury the progress and the result.
     configure_logging("warning")
@@ -100,3 +108,106 @@ async def _run(kafka: KafkaSettings, messages: int, say: Callable[[str], None]) 
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+@bench_app.command("pipeline")
+def pipeline(
+    rate: Annotated[float, typer.Option("--rate", min=1, help="Messages per second published.")] = 1000.0,
+    seconds: Annotated[float, typer.Option("--seconds", min=1, help="How long to publish.")] = 30.0,
+    saturate: Annotated[
+        bool,
+        typer.Option(
+            "--saturate", help="Publish rate x seconds messages as fast as they go: messages/s end to end."
+        ),
+    ] = False,
+    webhook: Annotated[
+        bool, typer.Option("--webhook", help="Deliver to the reference LPS over HTTP (signed webhooks).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Publisher -> router -> consumer -> LPS, each in its own process, against raw baselines.
+
+    In the same run, on the same bytes and at the same rate: raw aiokafka produce ->
+    consume, and produce -> transactional pass-through -> consume; then prik's
+    Publisher -> `prik broker run` -> the clinic consumer -> an in-process LPS
+    (--webhook: the reference LPS over HTTP). Latency is the message's publish time
+    -> the LPS has it (p50, p99, p99.9, max); kept up means every message sent was
+    delivered. Uses the broker at PRIK_KAFKA__BOOTSTRAP if it answers, else starts
+    a local one. Progress goes to stderr. Example:
+
+        prik bench pipeline --rate 1000 --seconds 30
+    """
+    settings = load_settings()
+    configure_logging("warning")
+    options = PipelineOptions(rate=rate, seconds=seconds, saturate=saturate, webhook=webhook)
+    err = Console(stderr=True)
+    with err.status("starting", spinner="dots") as status:
+
+        def say(text: str) -> None:
+            err.print(f"[dim]{text}[/dim]")
+
+        def show(text: str) -> None:
+            status.update(text)
+
+        report = asyncio.run(_run_pipeline(settings.kafka, options, say, show))
+    if as_json:
+        sys.stdout.write(codec.dumps(report).decode() + "\n")
+        return
+    _print_pipeline(report)
+
+
+async def _run_pipeline(
+    kafka: KafkaSettings, options: PipelineOptions, say: Callable[[str], None], status: Callable[[str], None]
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="prik-bench-pipeline-") as folder:
+        broker = await acquire_kafka(kafka, Path(folder) / "kafka")
+        try:
+            say(f"kafka: {broker.description}")
+            report = await bench_pipeline(broker.admin, Path(folder), options, say, status)
+        finally:
+            await broker.release()
+    report["kafka"] = broker.description
+    return report
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _print_pipeline(report: dict[str, Any]) -> None:
+    console = Console()
+    mode = "as fast as it goes" if report["mode"] == "saturate" else f"{report['rate']:.0f} msg/s"
+    stages = Table(title=f"{report['messages']} messages, {mode}; latency in ms")
+    for column in ("stage", "sent", "delivered", "backlog", "p50", "p99", "p99.9", "max", "msg/s"):
+        stages.add_column(column, justify="right")
+    memory = Table(title="peak RSS, MB")
+    for column in ("stage", "process", "MB"):
+        memory.add_column(column, justify="right")
+    for name, s in report["stages"].items():
+        latency = s["latency_ms"]
+        rate = s["end_to_end_per_second"]
+        stages.add_row(
+            name,
+            str(s["sent"]),
+            str(s["delivered"]),
+            str(s["backlog"]),
+            *(_ms(latency[k]) for k in ("p50", "p99", "p999", "max")),
+            "-" if rate is None else f"{rate:.0f}",
+        )
+        for process, mb in s["peak_rss_mb"].items():
+            memory.add_row(name, process, _ms(mb))
+    console.print(stages)
+    ratios = Table(title="ratios (latency: lower is better; msg/s: higher is better)")
+    for column in ("comparison", "p50", "p99", "p99.9", "max", "msg/s", "publish/s"):
+        ratios.add_column(column, justify="right")
+    for name, r in report["ratios"].items():
+        keys = ("p50", "p99", "p999", "max", "end_to_end_per_second", "publish_per_second")
+        ratios.add_row(name.replace("_vs_", " / "), *(_x(r[k]) for k in keys))
+    console.print(ratios)
+    console.print(memory)
+    targets = ", ".join(f"{k}: {v}" for k, v in report["targets"].items() if v is not None)
+    console.print(f"targets: {targets}")
