@@ -1,6 +1,7 @@
 """Importing this module registers every sub-command on the root app."""
 
 from . import (
+    asyncapi,
     bench,
     broker,
     consumer,
@@ -17,6 +18,7 @@ from . import (
 )
 
 __all__ = [
+    "asyncapi",
     "bench",
     "broker",
     "consumer",
