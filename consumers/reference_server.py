@@ -2,7 +2,9 @@
 
 For deployments that want a receiving end without a real practice system (the
 compose file's sidecar of each consumer): it verifies signatures, drops duplicates
-and prints one line per message accepted, until SIGINT/SIGTERM.
+and prints one line per message accepted, until SIGINT/SIGTERM. With `--task-api
+URL` it also answers each task request `received` through that task API (the
+consumer's `POST /tasks/{id}/status`, or `prik conformance --task-api`'s stand-in).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from contracts import PrikError
 
 from .reference_lps import Received, ReferenceLps
+from .task_answers import TaskAnswerer
 
 __all__ = ["main"]
 
@@ -38,14 +41,27 @@ def _show(received: Received) -> None:
     print(f"accepted {received.message_id} {received.type} for clinic {received.clinic}", flush=True)  # noqa: T201 - this process's output is its log
 
 
-async def _serve(host: str, port: int, secrets: list[str]) -> None:
+async def _serve(host: str, port: int, secrets: list[str], task_api: str | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with ReferenceLps(secrets, host=host, port=port, on_receive=_show) as lps:
-        print(f"reference LPS listening on {lps.url}", flush=True)  # noqa: T201 - as above
-        await stop.wait()
+    answerer = TaskAnswerer(task_api, secrets) if task_api else None
+
+    def on_receive(received: Received) -> None:
+        _show(received)
+        if answerer is not None:
+            answerer.on_receive(received)
+
+    if answerer is not None:
+        await answerer.start()
+    try:
+        async with ReferenceLps(secrets, host=host, port=port, on_receive=on_receive) as lps:
+            print(f"reference LPS listening on {lps.url}", flush=True)  # noqa: T201 - as above
+            await stop.wait()
+    finally:
+        if answerer is not None:
+            await answerer.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8091, help="port to bind (default 8091)")
     parser.add_argument("--secret-file", type=Path, required=True, help="one whsec_... per line")
+    parser.add_argument(
+        "--task-api",
+        metavar="URL",
+        help="answer each task request 'received' at URL/tasks/{id}/status, signed with the secrets",
+    )
     args = parser.parse_args(argv)
     try:
-        asyncio.run(_serve(args.host, args.port, _secrets(args.secret_file)))
+        asyncio.run(_serve(args.host, args.port, _secrets(args.secret_file), args.task_api))
     except PrikError as exc:
         sys.stderr.write(f"reference LPS: error: {exc}\n")
         return 2
