@@ -36,7 +36,9 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
 
 
 # Libraries whose log records prik routes through structlog instead of the bare stderr fallback.
-_LIBRARIES = ("aiokafka", "faststream", "confluent_kafka")
+# aiohttp: a malformed HTTP request (the ingress, the dashboard) is answered 400 and
+# otherwise logged with a traceback by its server.
+_LIBRARIES = ("aiokafka", "faststream", "confluent_kafka", "aiohttp")
 
 
 class _LibraryHandler(logging.Handler):

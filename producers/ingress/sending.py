@@ -1,0 +1,100 @@
+"""One `Publisher` per tenant that sends through the ingress, started on its first message.
+
+Each publishes onto that tenant's own ingress topic with the SDK's key and
+headers (idempotent, acks=all). In secure mode (SASL_SSL) each logs in to
+Kafka as the tenant itself, with the same password the tenant gave the
+ingress, so Kafka's ACLs still decide who writes which ingress topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from contracts import KafkaError, Message, Topics
+from prik.kafka import make_producer
+from prik.settings import KafkaSettings
+from producers.publisher import ProducerFactory, Publisher, PublishResult
+
+__all__ = ["PublisherPool", "Sender"]
+
+
+def _ingress_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
+    return make_producer(kafka, client_id="prik-ingress")
+
+
+class Sender(Protocol):
+    """What the ingress needs from Kafka: publish as a tenant, return once acknowledged."""
+
+    async def send(self, tenant: str, message: Message) -> PublishResult: ...
+
+    async def close(self) -> None: ...
+
+
+class PublisherPool:
+    """Publishers by tenant; `password_of` gives a tenant's Kafka password in secure mode."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: Topics,
+        password_of: Callable[[str], str | None],
+        *,
+        producer_factory: ProducerFactory = _ingress_producer,
+    ) -> None:
+        self._kafka = kafka
+        self._topics = topics
+        self._password_of = password_of
+        self._factory = producer_factory
+        self._publishers: dict[str, Publisher] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+        self._closed = False
+
+    def _settings_for(self, tenant: str) -> KafkaSettings:
+        if not self._kafka.sasl:
+            return self._kafka
+        password = self._password_of(tenant)
+        if password is None:
+            msg = f"no Kafka password for tenant {tenant}"
+            raise KafkaError(msg)
+        return self._kafka.model_copy(
+            update={"username": tenant, "password": password, "password_file": None}
+        )
+
+    async def _publisher(self, tenant: str) -> Publisher:
+        publisher = self._publishers.get(tenant)
+        if publisher is not None:
+            return publisher
+        async with self._starting.setdefault(tenant, asyncio.Lock()):
+            publisher = self._publishers.get(tenant)
+            if publisher is not None:
+                return publisher
+            if self._closed:
+                msg = "the ingress is shutting down"
+                raise KafkaError(msg, retriable=True)
+            publisher = Publisher(
+                self._settings_for(tenant), tenant, self._topics, producer_factory=self._factory
+            )
+            # A failed start is not kept: the next request tries again.
+            await publisher.start()
+            self._publishers[tenant] = publisher
+            return publisher
+
+    async def send(self, tenant: str, message: Message) -> PublishResult:
+        return await (await self._publisher(tenant)).publish(message)
+
+    async def close(self) -> None:
+        """Flush and close every publisher; a second call does nothing."""
+        self._closed = True
+        publishers, self._publishers = list(self._publishers.values()), {}
+        errors = []
+        for publisher in publishers:
+            try:
+                await publisher.stop()
+            except KafkaError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
