@@ -1,9 +1,17 @@
-"""Consume → route → produce → commit, as one Kafka transaction per batch.
+"""Consume → route → produce → commit, as Kafka transactions per input partition number.
 
 FastStream has no consume-produce transactions with offsets, so the
-production path drives aiokafka directly: the batch's outputs and its input
+production path drives aiokafka directly: a batch's outputs and its input
 offsets commit atomically (`send_offsets_to_transaction`), so a crash anywhere
-leaves either the whole batch routed and committed, or none of it.
+leaves either the batch routed and committed, or none of it.
+
+Fencing (KIP-98): every transaction for input partition number p is written
+under the transactional id `<prefix>-router-p<p>` (broker/assignor.py gives
+each number to one instance). An instance that gets p initialises that id
+first, which aborts or waits out the previous owner's open transaction and
+fences it for good, and only then reads where p was committed. A paused or
+cut-off instance that still believes it owns p can therefore never commit
+next to the new owner: aiokafka has no KIP-447 group-metadata fencing.
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
@@ -28,6 +35,7 @@ from prik.metrics import partition_lags
 from prik.quarantine import read_one
 from prik.settings import KafkaSettings
 
+from .assignor import PartitionNumberAssignor, transactional_id
 from .metrics import RouterMetrics
 from .outputs import dead_letter
 from .rebuild import rebuild_dedup
@@ -61,24 +69,11 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         _log.info("router.partitions_revoked", count=len(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # Taking ownership talks to Kafka and may fail: the run loop does it (and
+        # retries it) before it routes anything, see TransactionalEngine._settle.
         async with self._engine.lock:
             self._engine.generation += 1
-            # aiokafka revokes everything on every rebalance: keep the windows of
-            # partitions that came back, drop only those now owned elsewhere, and
-            # read the windows of partitions new to this instance back from the log.
-            dedup = self._engine.router.dedup
-            dedup.keep_only({(tp.topic, tp.partition) for tp in assigned})
-            new = [tp for tp in assigned if not dedup.has(tp.topic, tp.partition)]
-            try:
-                await self._engine.rebuild_dedup(new)
-            except KafkaError as exc:
-                _log.warning("router.dedup_rebuild_failed", error=str(exc))
-            # Task states this instance now decides may have moved elsewhere meanwhile;
-            # if the read fails, unknown keys still catch up on their own.
-            try:
-                await self._engine.router.catch_up_tasks()
-            except KafkaError as exc:
-                _log.warning("router.tasks_refresh_failed", error=str(exc))
+            self._engine.unsettled = set(assigned)
         _log.info("router.partitions_assigned", count=len(assigned))
 
 
@@ -89,7 +84,8 @@ class TransactionalEngine:
         router: Router,
         *,
         group_id: str,
-        transactional_id: str,
+        transactional_prefix: str,
+        instance_id: str = "prik-router",
         max_batch: int = 500,
         on_batch: Callable[[EngineStats], Awaitable[None] | None] | None = None,
         metrics: RouterMetrics | None = None,
@@ -97,29 +93,35 @@ class TransactionalEngine:
         self._kafka = kafka
         self.router = router
         self._group_id = group_id
-        self._transactional_id = transactional_id
+        self._transactional_prefix = transactional_prefix
+        self._client_id = instance_id
         self._max_batch = max_batch
         self.on_batch = on_batch
         self.metrics = metrics
         self.lock = asyncio.Lock()
         self.stats = EngineStats()
         self._consumer: AIOKafkaConsumer | None = None
-        self._producer: AIOKafkaProducer | None = None
+        # One transactional producer per input partition number this instance owns.
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        # Assigned partitions whose ownership is not yet taken (see _settle).
+        self.unsettled: set[TopicPartition] | None = None
+        # Where this instance last committed each partition: if Kafka says otherwise
+        # when the partition comes back, another instance routed it meanwhile.
+        self._committed_here: dict[TopicPartition, int] = {}
         self._stopping = asyncio.Event()
         # Bumped by every rebalance: a batch fetched under another generation is dropped.
         self.generation = 0
         self._cluster: Any = None
 
     async def start(self) -> None:
-        self._producer = await self._new_producer()
         self._consumer = make_consumer(
             self._kafka,
             group_id=self._group_id,
             auto_offset_reset="earliest",
-            client_id="prik-router",
-            # Ingress and tasks topics share partition counts, so Range puts
-            # every partition p of them on one instance: co-partitioning.
-            partition_assignment_strategy=(RangePartitionAssignor,),
+            client_id=self._client_id,
+            # Partition number p of every ingress topic to one instance, written
+            # under one transactional id: fencing and co-partitioning both.
+            partition_assignment_strategy=(PartitionNumberAssignor,),
             # A new tenant's ingress topic is found within seconds, no restart.
             metadata_max_age_ms=5_000,
             # A tap on the shoulder is worth little late: fetch as soon as data is there.
@@ -144,9 +146,11 @@ class TransactionalEngine:
         if self._consumer is not None:
             await rebuild_dedup(self._kafka, self._consumer, partitions, self.router.dedup)
 
-    async def _new_producer(self) -> AIOKafkaProducer:
+    async def _new_producer(self, partition: int) -> AIOKafkaProducer:
         producer = make_producer(
-            self._kafka, transactional_id=self._transactional_id, client_id="prik-router"
+            self._kafka,
+            transactional_id=transactional_id(self._transactional_prefix, partition),
+            client_id=self._client_id,
         )
         try:
             with kafka_errors("starting the router's transactional producer"):
@@ -166,28 +170,23 @@ class TransactionalEngine:
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         failures = 0
         while not self._stopping.is_set():
+            if self.unsettled is not None:
+                failures = await self._try_settle(failures)
+                if failures:
+                    continue
             generation = self.generation
-            undecodable = False
-            try:
-                batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
-            except AIOKafkaError:
-                raise
-            except Exception as exc:  # noqa: BLE001  see prik/quarantine.py: aiokafka cannot decode a record
-                _log.warning("router.undecodable_record", error=type(exc).__name__)
-                batches, undecodable = {}, True
-            if self.metrics is not None:
-                self.metrics.polled()
+            batches, undecodable = await self._fetch()
             if not batches and not undecodable:
                 continue
             try:
                 async with self.lock:
-                    if undecodable:
-                        await self._quarantine()
-                    elif generation != self.generation:
-                        # Fetched across a rebalance: read again from what is committed.
+                    if generation != self.generation or self.unsettled is not None:
+                        # Fetched across a rebalance: ownership first, then read again what is committed.
                         await self._rewind(batches)
                         _log.info("router.batch_refetched", records=sum(len(r) for r in batches.values()))
                         continue
+                    if undecodable:
+                        await self._quarantine()
                     if failures < _ISOLATE_AFTER:
                         await self._process(batches)
                     else:
@@ -202,9 +201,83 @@ class TransactionalEngine:
                     self.metrics.aborted_batch()
                 _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=failures)
                 await self._rewind(batches)
-                delay = min(30.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                await self._pause(failures)
+
+    async def _fetch(self) -> tuple[dict[TopicPartition, list[ConsumerRecord]], bool]:
+        """The next records, and whether a fetch failed to decode (see prik/quarantine.py)."""
+        assert self._consumer is not None  # noqa: S101 - start() precedes run()
+        try:
+            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+        except AIOKafkaError:
+            raise
+        except Exception as exc:  # noqa: BLE001  aiokafka cannot decode a record of the fetch
+            _log.warning("router.undecodable_record", error=type(exc).__name__)
+            return {}, True
+        finally:
+            if self.metrics is not None:
+                self.metrics.polled()
+        return batches, False
+
+    async def _try_settle(self, failures: int) -> int:
+        """Take ownership; the failures in a row after it (0 when it worked)."""
+        try:
+            async with self.lock:
+                await self._settle()
+        except Exception as exc:  # noqa: BLE001  Kafka refused or failed: try again, bounded
+            _log.warning("router.ownership_failed", error=type(exc).__name__, attempt=failures + 1)
+            await self._pause(failures + 1)
+            return failures + 1
+        return 0
+
+    async def _pause(self, failures: int) -> None:
+        delay = min(30.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _settle(self) -> None:
+        """Take ownership of what the last rebalance assigned, before routing any of it.
+
+        In this order: a fresh producer per owned partition number (initialising
+        its transactional id fences the previous owner and settles its open
+        transaction), then each partition back to where Kafka says it was
+        committed (only now is that final), then the dedup windows and task
+        states, read after whatever the previous owner committed.
+        """
+        assert self._consumer is not None  # noqa: S101 - start() precedes run()
+        consumer, assigned = self._consumer, self.unsettled or set()
+        numbers = {tp.partition for tp in assigned}
+        await self._close_producers([p for p in self._producers if p not in numbers] + sorted(numbers))
+        started = await asyncio.gather(
+            *(self._new_producer(p) for p in sorted(numbers)), return_exceptions=True
+        )
+        for p, producer in zip(sorted(numbers), started, strict=True):
+            if isinstance(producer, AIOKafkaProducer):
+                self._producers[p] = producer
+        for result in started:
+            if isinstance(result, BaseException):
+                raise result
+        committed: dict[TopicPartition, int | None] = {}
+        with kafka_errors("reading the committed offsets"):
+            for tp in sorted(assigned, key=lambda t: (t.topic, t.partition)):
+                committed[tp] = offset = await consumer.committed(tp)
+                if offset is not None:
+                    consumer.seek(tp, offset)
+                else:
+                    await consumer.seek_to_beginning(tp)
+        # A window is still this instance's only if nobody committed the partition since.
+        dedup = self.router.dedup
+        dedup.keep_only(
+            {
+                (tp.topic, tp.partition)
+                for tp in assigned
+                if committed[tp] is not None and self._committed_here.get(tp) == committed[tp]
+            }
+        )
+        self._committed_here = {tp: o for tp, o in committed.items() if o is not None}
+        await self.rebuild_dedup([tp for tp in assigned if not dedup.has(tp.topic, tp.partition)])
+        await self.router.catch_up_tasks()
+        self.unsettled = None
+        _log.info("router.ownership_taken", partitions=len(assigned), transactional_ids=len(numbers))
 
     async def _quarantine(self) -> None:
         """Route, through librdkafka, the next record of the partition aiokafka cannot decode.
@@ -251,46 +324,78 @@ class TransactionalEngine:
             consumer.seek(tp, position)
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Route the batch, then commit each partition number's share as its own transaction.
+
+        The shares commit independently and concurrently: if one fails, the
+        others stay committed, and the caller rewinds every partition to what
+        Kafka says is committed.
+        """
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         # A rebalance between fetch and lock may have taken partitions away:
         # their records are the new owner's now.
         owned = self._consumer.assignment()
         if any(tp not in owned for tp in batches):
             _log.info("router.records_left_to_new_owner", partitions=sum(tp not in owned for tp in batches))
-        batches = {tp: records for tp, records in batches.items() if tp in owned and records}
-        if not batches:
-            return
-        producer = await self._healthy_producer()
+        shares: dict[int, dict[TopicPartition, list[Any]]] = {}
+        for tp, records in batches.items():
+            if tp in owned and records:
+                shares.setdefault(tp.partition, {})[tp] = records
         # One snapshot per batch: aiokafka builds a new set on every topics() call.
-        batch = Batch(topic_exists=self._cluster.topics().__contains__)
+        topic_exists = self._cluster.topics().__contains__
+        plans = [await self._decide(share, Batch(topic_exists=topic_exists)) for share in shares.values()]
+        results = await asyncio.gather(
+            *(
+                self._transact(p, share, outputs)
+                for (p, share), (_, _, outputs) in zip(shares.items(), plans, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        decided_all: list[tuple[Incoming, Routed]] = []
+        failure: BaseException | None = None
+        for (batch, decided, _), result in zip(plans, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+                continue
+            self.router.commit(batch)
+            decided_all.extend(decided)
+        if decided_all:
+            await self._committed(decided_all)
+        if failure is not None:
+            raise failure
+
+    async def _decide(
+        self, share: dict[TopicPartition, list[Any]], batch: Batch
+    ) -> tuple[Batch, list[tuple[Incoming, Routed]], list[Outgoing]]:
         decided: list[tuple[Incoming, Routed]] = []
+        outputs: list[Outgoing] = []
+        for records in share.values():
+            for record in records:
+                rec = Incoming.from_record(record)
+                routed = await self.router.route(rec, batch)
+                decided.append((rec, routed))
+                outputs.extend(routed.outputs)
+        return batch, decided, outputs
+
+    async def _transact(
+        self, partition: int, share: dict[TopicPartition, list[Any]], outputs: list[Outgoing]
+    ) -> None:
+        producer = await self._healthy_producer(partition)
         try:
             async with producer.transaction():
-                sends = []
-                for records in batches.values():
-                    for record in records:
-                        rec = Incoming.from_record(record)
-                        routed = await self.router.route(rec, batch)
-                        decided.append((rec, routed))
-                        sends.extend(
-                            [
-                                await producer.send(
-                                    out.topic, out.value, key=out.key, headers=list(out.headers)
-                                )
-                                for out in routed.outputs
-                            ]
-                        )
+                sends = [
+                    await producer.send(out.topic, out.value, key=out.key, headers=list(out.headers))
+                    for out in outputs
+                ]
                 await asyncio.gather(*sends)
-                offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+                offsets = {tp: records[-1].offset + 1 for tp, records in share.items()}
                 await producer.send_offsets_to_transaction(offsets, self._group_id)
         except AIOKafkaError:
             # A failed send leaves the idempotent producer's sequence numbers
             # behind the broker's (the next send is OutOfOrderSequenceNumber,
             # aiokafka #1017): only a new producer, with a new epoch, goes on.
-            await self._replace_producer()
+            await self._replace_producer(partition)
             raise
-        self.router.commit(batch)
-        await self._committed(decided)
+        self._committed_here.update(offsets)
 
     async def _process_one_by_one(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """After repeated aborts: one transaction per record, so one bad record cannot stall the rest.
@@ -316,7 +421,7 @@ class TransactionalEngine:
         if too_large:
             # The original does not fit next to the error headers: keep where it was instead.
             letter = Outgoing(letter.topic, letter.key, b"", letter.headers)
-        producer = await self._healthy_producer()
+        producer = await self._healthy_producer(tp.partition)
         try:
             async with producer.transaction():
                 sent = await producer.send(
@@ -325,8 +430,9 @@ class TransactionalEngine:
                 await sent
                 await producer.send_offsets_to_transaction({tp: record.offset + 1}, self._group_id)
         except AIOKafkaError:
-            await self._replace_producer()
+            await self._replace_producer(tp.partition)
             raise
+        self._committed_here[tp] = record.offset + 1
         _log.warning(
             "router.isolated_dead_letter", topic=tp.topic, partition=tp.partition, offset=record.offset
         )
@@ -363,23 +469,27 @@ class TransactionalEngine:
             return []
         return await partition_lags(consumer, consumer.assignment())
 
-    async def _healthy_producer(self) -> AIOKafkaProducer:
-        """The producer, rebuilt first if a failed restart left none or aiokafka marked it fatal."""
-        producer = self._producer
+    async def _healthy_producer(self, partition: int) -> AIOKafkaProducer:
+        """Partition number `partition`'s producer, rebuilt first if none is left or it is wedged."""
+        producer = self._producers.get(partition)
         if producer is None or producer._txn_manager.is_fatal_error():  # noqa: SLF001 - no public check
-            await self._replace_producer()
-            producer = self._producer
-        assert producer is not None  # noqa: S101 - _replace_producer sets it or raises
+            await self._replace_producer(partition)
+            producer = self._producers[partition]
         return producer
 
-    async def _replace_producer(self) -> None:
+    async def _replace_producer(self, partition: int) -> None:
         # A wedged producer only recovers as a new one (aiokafka #1017). If the
         # new one fails to start, none is left and the next batch tries again.
-        old, self._producer = self._producer, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(old.stop(), 10)
-        self._producer = await self._new_producer()
+        await self._close_producers([partition])
+        self._producers[partition] = await self._new_producer(partition)
+
+    async def _close_producers(self, partitions: list[int], within: float = 10.0) -> None:
+        closing = [self._producers.pop(p) for p in dict.fromkeys(partitions) if p in self._producers]
+        for producer in closing:
+            try:
+                await asyncio.wait_for(producer.stop(), within)
+            except (TimeoutError, AIOKafkaError) as exc:
+                _log.warning("router.close_failed", client="producer", error=type(exc).__name__)
 
     async def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """After an abort, read again from the last committed offset of each partition."""
@@ -398,14 +508,10 @@ class TransactionalEngine:
         """Leave the group and close; safe to call twice. Bounded: a dead broker cannot hang it."""
         self._stopping.set()
         consumer, self._consumer = self._consumer, None
-        producer, self._producer = self._producer, None
         async with self.lock:
-            for client in (consumer, producer):
-                if client is None:
-                    continue
+            if consumer is not None:
                 try:
-                    await asyncio.wait_for(client.stop(), close_within)
+                    await asyncio.wait_for(consumer.stop(), close_within)
                 except (TimeoutError, AIOKafkaError) as exc:
-                    _log.warning(
-                        "router.close_failed", client=type(client).__name__, error=type(exc).__name__
-                    )
+                    _log.warning("router.close_failed", client="consumer", error=type(exc).__name__)
+            await self._close_producers(list(self._producers), close_within)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -23,9 +26,18 @@ from .router import Router
 from .tables import DirectoryTable, TaskTable
 from .tokens import DEVELOPMENT_TOKENS, tokens_from_settings
 
-__all__ = ["RouterService"]
+__all__ = ["RouterService", "unique_instance_id"]
 
 _log = get_logger(__name__)
+
+
+def unique_instance_id() -> str:
+    """Host name, process id and a random part: two instances never share one.
+
+    The id names the instance to Kafka (client id) and in logs; fencing does not
+    depend on it (transactional ids follow partition numbers, broker/assignor.py).
+    """
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class RouterService:
@@ -36,7 +48,7 @@ class RouterService:
         settings: Settings,
         tenants: Callable[[], Tenants],
         *,
-        instance_id: str = "0",
+        instance_id: str | None = None,
         progress_every: float = 10.0,
         shutdown_grace: float = 30.0,
     ) -> None:
@@ -77,7 +89,8 @@ class RouterService:
             settings.kafka,
             self.router,
             group_id=self._group_id,
-            transactional_id=f"{topics.prefix}-router-{instance_id}",
+            transactional_prefix=topics.prefix,
+            instance_id=f"{topics.prefix}-router-{instance_id or unique_instance_id()}",
             on_batch=self._progress,
             metrics=self.metrics,
         )

@@ -115,7 +115,7 @@ async def bench_routing(
         settings.kafka,
         passthrough,
         group_id=f"{topics.prefix}-baseline",
-        transactional_id=f"{topics.prefix}-b",
+        transactional_prefix=f"{topics.prefix}-b",
     )
     baseline_seconds = await _drain(baseline, messages, within=600)
 

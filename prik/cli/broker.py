@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -34,8 +32,9 @@ def run(
         str | None,
         typer.Option(
             "--instance",
-            help="Stable id of this router instance; its transactional id is prik-router-<instance>. "
-            "Keep it across restarts so a restart fences the crashed one. Default: the host name.",
+            help="Name of this instance in Kafka (client id) and logs. Default: host name, process id "
+            "and a random part, unique per process. Fencing does not depend on it: every "
+            "transaction for input partition p is written as prik-router-p<p>.",
         ),
     ] = None,
 ) -> None:
@@ -53,7 +52,7 @@ def run(
     if path is None:
         msg = "no tenants file: set PRIK_TENANTS or pass --tenants"
         raise ConfigError(msg)
-    instance_id = instance or os.environ.get("HOSTNAME") or socket.gethostname()
+    instance_id = instance
 
     async def _main() -> None:
         async with RouterService(settings, TenantsFile(path), instance_id=instance_id) as service:

@@ -121,7 +121,7 @@ class RouterProcess:
 
     def wait_started(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while b"router.partitions_assigned" not in self.output():
+        while b"router.ownership_taken" not in self.output():
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"router exited: {self.log.read_text()[-2000:]}")
