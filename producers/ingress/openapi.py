@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts import MessageType
+from contracts import MessageType, codec, example_messages, to_bytes
 
 __all__ = ["BINARY_ATTRIBUTES", "openapi_document"]
 
@@ -112,6 +112,13 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _example() -> dict[str, Any]:
+    """The contract's video-queue example (without its patient): what minlaege-video would send."""
+    event: dict[str, Any] = codec.loads(to_bytes(example_messages()[MessageType.VIDEO_QUEUE]))
+    event["data"].pop("patient", None)
+    return event
+
+
 def openapi_document(*, max_bytes: int, rate: float) -> dict[str, Any]:
     """The document `GET /openapi.json` serves, with this ingress's limits written in."""
     post = {
@@ -130,7 +137,10 @@ def openapi_document(*, max_bytes: int, rate: float) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "content": {
-                "application/cloudevents+json": {"schema": {"$ref": "#/components/schemas/CloudEvent"}},
+                "application/cloudevents+json": {
+                    "schema": {"$ref": "#/components/schemas/CloudEvent"},
+                    "examples": {"video-queue": {"summary": "A video-queue notice", "value": _example()}},
+                },
                 "application/json": {
                     "schema": {"type": "object", "description": "Binary mode: the event's `data`."}
                 },
