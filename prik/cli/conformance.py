@@ -34,7 +34,7 @@ def report_table(report: Report) -> Table:
     counts = ", ".join(f"{report.count(result)} {result.value}" for result in Result)
     table = Table(
         title=f"prik conformance: {report.url}",
-        caption=f"{counts} in {report.seconds:.1f} s (timeout {report.timeout:g} s per request)",
+        caption=f"{counts} in {report.seconds:.2f} s (timeout {report.timeout:g} s per request)",
         title_justify="left",
         caption_justify="left",
     )
@@ -183,4 +183,5 @@ def conformance_command(  # noqa: PLR0917  typer reads its options from the para
         console = Console(width=None if sys.stdout.isatty() else 160, highlight=False)
         console.print(report_table(report))
     if not report.passed:
-        raise typer.Exit(1)
+        failed = report.failed()
+        fail(f"{len(failed)} of {len(report.outcomes)} scenarios failed: {', '.join(failed)}", 1)

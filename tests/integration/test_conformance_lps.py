@@ -173,6 +173,9 @@ async def test_a_careless_endpoint_fails_on_the_signature_scenarios(
     assert report["passed"] is False
     failed = {s["name"] for s in report["scenarios"] if s["result"] == "fail"}
     assert failed == SIGNATURE_REFUSALS
+    # One line on stderr, naming what failed; nothing else (no library chatter).
+    assert err.startswith("prik: error: 8 of 21 scenarios failed: signature-wrong-secret, ")
+    assert err.count("\n") == 1
     suite = ET.parse(junit).getroot().find("testsuite")  # noqa: S314  the command's own output
     assert suite is not None
     assert {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None} == failed
@@ -199,6 +202,9 @@ async def test_a_slow_endpoint_fails_on_the_timeout_in_bounded_time(secret_file:
     assert results["answer-within-timeout"]["result"] == "fail"
     assert "no answer within 1 s" in results["answer-within-timeout"]["reason"]
     assert results["deliver-video-queue"]["reason"] == "a signed video-queue message: no answer within 1 s"
+    assert err.startswith("prik: error: ")
+    assert "answer-within-timeout" in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
