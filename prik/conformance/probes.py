@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from consumers.signing import WebhookSecrets, generate_secret
-from contracts import Message, MessageType, codec, to_bytes
+from contracts import Message, MessageType, TaskRequest, codec, to_bytes
 from contracts.examples import EXAMPLE_CPR
 from producers import referral_status_notice, task_request, task_status, video_queue_notice
 
@@ -64,6 +64,8 @@ class Probe:
     body: bytes
     sign: Signer
     expect: Expect
+    # The task a delivered task request asks for: the LPS may answer it (the round trip's stand-in).
+    task_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,10 @@ class Kit:
 
     def signed(self, label: str, message: Message, *, expect: Expect = Expect.ACCEPT) -> Probe:
         """`message` as the consumer delivers it: its canonical bytes, signed with every secret."""
-        return self.signed_body(label, message.id, to_bytes(message), expect=expect)
+        probe = self.signed_body(label, message.id, to_bytes(message), expect=expect)
+        if isinstance(message, TaskRequest):
+            return replace(probe, task_id=message.data.task_id)
+        return probe
 
     def signed_body(self, label: str, msg_id: str, body: bytes, *, expect: Expect = Expect.ACCEPT) -> Probe:
         secrets = self.secrets
