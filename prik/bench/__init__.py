@@ -1,14 +1,17 @@
 """`prik bench`: prik's costs as ratios against baselines measured in the same run."""
 
 from .codec import CodecResult, bench_codec
+from .ingress import IngressBenchOptions, bench_ingress
 from .pipeline import PipelineOptions, bench_pipeline
 from .routing import RoutingResult, bench_routing
 
 __all__ = [
     "CodecResult",
+    "IngressBenchOptions",
     "PipelineOptions",
     "RoutingResult",
     "bench_codec",
+    "bench_ingress",
     "bench_pipeline",
     "bench_routing",
 ]

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from contracts import KafkaError, Message, Tenants, Topics, codec, parse_tenants, to_binary, to_bytes
+from prik.bench import IngressBenchOptions, bench_ingress
 from producers import PublishResult, video_queue_notice
 from producers.build import referral_status_notice
 from producers.ingress import (
@@ -442,3 +443,13 @@ async def test_hostile_corpus_gets_the_routers_verdict_and_never_a_5xx_or_an_ech
     assert checked > len(records) // 2
     # The service is still up.
     assert (await client.get("/health")).status == 200
+
+
+async def test_bench_ingress_counts_every_answer(credentials: Path, sender: FakeSender, clock: Clock) -> None:
+    async with TestServer(build(credentials, sender, clock, burst=1_000_000)) as server:
+        options = IngressBenchOptions(
+            url=str(server.make_url("/")), tenant=VIDEO, password=PASSWORDS[VIDEO], seconds=1.0, concurrency=2
+        )
+        report = await bench_ingress(options)
+    assert report["requests"] == report["statuses"]["202"] == len(sender.sent) > 0
+    assert set(report["latency_ms"]) == {"p50", "p99", "max"}
