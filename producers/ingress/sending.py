@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
 
 from contracts import KafkaError, Message, Topics
 from prik.kafka import make_producer
@@ -60,9 +61,9 @@ class PublisherPool:
         if password is None:
             msg = f"no Kafka password for tenant {tenant}"
             raise KafkaError(msg)
-        return self._kafka.model_copy(
-            update={"username": tenant, "password": password, "password_file": None}
-        )
+        # model_copy does not validate: the password must already be a SecretStr.
+        login = {"username": tenant, "password": SecretStr(password), "password_file": None}
+        return self._kafka.model_copy(update=login)
 
     async def _publisher(self, tenant: str) -> Publisher:
         publisher = self._publishers.get(tenant)

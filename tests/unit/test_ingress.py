@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -11,14 +12,19 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka.errors import KafkaConnectionError
+from aiokafka.structs import RecordMetadata, TopicPartition
+from pydantic import SecretStr
 
 from contracts import KafkaError, Message, Tenants, Topics, codec, parse_tenants, to_binary, to_bytes
 from prik.bench import IngressBenchOptions, bench_ingress
+from prik.settings import KafkaSettings
 from producers import PublishResult, video_queue_notice
 from producers.build import referral_status_notice
 from producers.ingress import (
     Credentials,
     Ingress,
+    PublisherPool,
     RateLimiter,
     basic_login,
     make_app,
@@ -453,3 +459,73 @@ async def test_bench_ingress_counts_every_answer(credentials: Path, sender: Fake
         report = await bench_ingress(options)
     assert report["requests"] == report["statuses"]["202"] == len(sender.sent) > 0
     assert set(report["latency_ms"]) == {"p50", "p99", "max"}
+
+
+class FakeProducer:
+    def __init__(self, kafka: KafkaSettings, fail_start: bool = False) -> None:
+        self.kafka = kafka
+        self.fail_start = fail_start
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.stopped = False
+
+    async def start(self) -> None:
+        if self.fail_start:
+            raise KafkaConnectionError
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def flush(self) -> None:
+        return None
+
+    async def send(self, topic: str, value: bytes, *, key: bytes, headers: Any) -> asyncio.Future[Any]:
+        self.sent.append((topic, key, value))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(RecordMetadata(topic, 2, TopicPartition(topic, 2), len(self.sent), -1, 0, 0))
+        return future
+
+
+async def test_publisher_pool_logs_in_as_each_tenant_in_secure_mode(credentials: Path) -> None:
+    made: list[FakeProducer] = []
+
+    def factory(kafka: KafkaSettings) -> Any:
+        made.append(FakeProducer(kafka))
+        return made[-1]
+
+    secure = KafkaSettings(security_protocol="SASL_SSL", username="admin", password=SecretStr("admin-secret"))
+    logins = Credentials(credentials, lambda: TENANTS)
+    pool = PublisherPool(secure, TOPICS, logins.password, producer_factory=factory)
+    video, referral = notice(), notice(KOMMUNE)
+    results = await asyncio.gather(
+        pool.send(VIDEO, video), pool.send(VIDEO, video), pool.send(KOMMUNE, referral)
+    )
+    assert [r.topic for r in results] == [
+        TOPICS.ingress(VIDEO),
+        TOPICS.ingress(VIDEO),
+        TOPICS.ingress(KOMMUNE),
+    ]
+    # One producer per tenant, however many requests raced to start it; each logged in as its tenant.
+    assert [(p.kafka.username, p.kafka.secret()) for p in made] == [
+        (VIDEO, PASSWORDS[VIDEO]),
+        (KOMMUNE, PASSWORDS[KOMMUNE]),
+    ]
+    assert made[0].sent[0] == (TOPICS.ingress(VIDEO), CLINIC.encode(), to_bytes(video))
+    await pool.close()
+    assert all(p.stopped for p in made)
+    with pytest.raises(KafkaError, match="shutting down"):
+        await pool.send(LPS, notice(LPS))
+
+
+async def test_publisher_pool_tries_again_after_a_failed_start() -> None:
+    made: list[FakeProducer] = []
+
+    def factory(kafka: KafkaSettings) -> Any:
+        made.append(FakeProducer(kafka, fail_start=not made))
+        return made[-1]
+
+    pool = PublisherPool(KafkaSettings(), TOPICS, lambda _tenant: None, producer_factory=factory)
+    with pytest.raises(KafkaError):
+        await pool.send(VIDEO, notice())
+    assert (await pool.send(VIDEO, notice())).offset == 1
+    assert made[0].kafka.username is None  # PLAINTEXT: the settings as given
+    await pool.close()
