@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -24,6 +25,7 @@ from producers.build import referral_status_notice
 from producers.ingress import (
     Credentials,
     Ingress,
+    IngressServer,
     PublisherPool,
     RateLimiter,
     basic_login,
@@ -529,3 +531,49 @@ async def test_publisher_pool_tries_again_after_a_failed_start() -> None:
     assert (await pool.send(VIDEO, notice())).offset == 1
     assert made[0].kafka.username is None  # PLAINTEXT: the settings as given
     await pool.close()
+
+
+class SlowSender(FakeSender):
+    """Holds every send until `release` is set, as a slow Kafka acknowledgement would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(self, tenant: str, message: Message) -> PublishResult:
+        self.waiting.set()
+        await self.release.wait()
+        return await super().send(tenant, message)
+
+
+async def test_stopping_lets_a_request_in_flight_finish_then_closes_kafka(
+    credentials: Path, clock: Clock
+) -> None:
+    sender = SlowSender()
+    ingress = Ingress(
+        tenants=lambda: TENANTS,
+        auth=Credentials(credentials, lambda: TENANTS, clock=clock),
+        sender=sender,
+        limiter=RateLimiter(10.0, 10, clock=clock),
+    )
+    server = IngressServer(ingress, port=0, grace=30)
+    await server.start()
+    async with aiohttp.ClientSession() as session:
+        request = asyncio.create_task(
+            session.post(
+                f"{server.url}{PATH}", data=to_bytes(notice()), headers={**STRUCTURED, **auth(VIDEO)}
+            )
+        )
+        await sender.waiting.wait()
+        stopping = asyncio.create_task(server.stop())
+        await asyncio.sleep(0.2)
+        # Kafka is closed only once the request in flight has its answer.
+        assert (stopping.done(), sender.closed) == (False, False)
+        sender.release.set()
+        response = await request
+        assert response.status == 202
+        response.release()
+        await stopping
+    assert sender.closed
+    assert ingress.stopping
