@@ -75,7 +75,11 @@ class Tenants(BaseModel):
         self._by_id = {t.id: t for t in self.tenant}
 
     def get(self, tenant_id: str) -> Tenant | None:
-        return self._by_id.get(tenant_id)
+        # The dict from pydantic's private storage itself: `self._by_id` goes through
+        # pydantic's attribute fallback (~4 µs a call, 13% of the router's CPU in py-spy).
+        private = self.__pydantic_private__ or {}
+        by_id: dict[str, Tenant] = private["_by_id"]
+        return by_id.get(tenant_id)
 
     @property
     def ids(self) -> tuple[str, ...]:
