@@ -4,14 +4,17 @@ from .codec import CodecResult, bench_codec
 from .ingress import IngressBenchOptions, bench_ingress
 from .pipeline import PipelineOptions, bench_pipeline
 from .routing import RoutingResult, bench_routing
+from .scaling import ScalingResult, bench_scaling
 
 __all__ = [
     "CodecResult",
     "IngressBenchOptions",
     "PipelineOptions",
     "RoutingResult",
+    "ScalingResult",
     "bench_codec",
     "bench_ingress",
     "bench_pipeline",
     "bench_routing",
+    "bench_scaling",
 ]

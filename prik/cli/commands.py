@@ -3,6 +3,7 @@
 from . import (
     asyncapi,
     bench,
+    bench_scaling,
     broker,
     conformance,
     consumer,
@@ -22,6 +23,7 @@ from . import (
 __all__ = [
     "asyncapi",
     "bench",
+    "bench_scaling",
     "broker",
     "conformance",
     "consumer",

@@ -1,0 +1,124 @@
+"""Router throughput with 1, 2, 3… instances, each a `prik broker run` process, on the same data.
+
+For each count the same pre-published backlog (same messages, same bytes) waits
+on fresh topics; the routers start together and the rate is read off the group's
+committed offsets between 10 % and 90 % of the backlog, so start-up and the
+first rebalances do not count. Ratios are to one router in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from contracts import DirectoryEntry, Message, parse_tenants
+from deploy.directory import load_directory
+from deploy.topics import apply_topics
+from prik.kafka import admin_client
+from prik.settings import Settings
+from producers import Publisher, build
+
+from .routing import LPS, SENDER, TENANTS_TOML
+
+__all__ = ["ScalingResult", "bench_scaling"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingResult:
+    routers: int
+    messages: int
+    per_second: float
+
+
+async def _routed(settings: Settings, group: str, ingress: str) -> int:
+    """Records of `ingress` the router group has committed."""
+    async with admin_client(settings.kafka) as admin:
+        offsets = await admin.list_consumer_group_offsets(group)
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == ingress and meta.offset > 0)
+
+
+def _spawn(settings: Settings, tenants_file: Path, name: str) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PRIK_KAFKA__BOOTSTRAP": settings.kafka.bootstrap,
+        "PRIK_TOPIC_PREFIX": settings.topic_prefix,
+        "PRIK_TENANTS": str(tenants_file),
+        "PRIK_LOG_LEVEL": "warning",
+    }
+    env.pop("PRIK_METRICS_PORT", None)
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module, arguments we built
+        [sys.executable, "-m", "prik", "broker", "run", "--instance", name],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def _one_count(
+    base: Settings, count: int, messages: Sequence[Message], workdir: Path, progress: Callable[[str], None]
+) -> ScalingResult:
+    settings = base.model_copy(update={"topic_prefix": f"bench-{secrets.token_hex(3)}-r{count}"})
+    topics = settings.topics
+    tenants = parse_tenants(TENANTS_TOML)
+    await apply_topics(settings.kafka, topics, tenants)
+    clinics = sorted({m.recipient for m in messages if m.recipient})
+    await load_directory(settings.kafka, topics, [DirectoryEntry(sor=sor, lps=LPS) for sor in clinics])
+    progress(f"{count} router(s): publishing {len(messages)} notices")
+    async with Publisher(settings.kafka, SENDER, topics) as publisher:
+        for start in range(0, len(messages), 1000):
+            await publisher.publish_many(messages[start : start + 1000])
+    ingress = topics.ingress(SENDER)
+    # The publisher writes outside transactions: one offset per message, no markers.
+    total = len(messages)
+    tenants_file = workdir / "tenants.toml"
+    tenants_file.write_text(TENANTS_TOML)
+    progress(f"{count} router(s): routing")
+    processes = [_spawn(settings, tenants_file, f"bench-{count}-{i}") for i in range(count)]
+    group = f"{topics.prefix}-router"
+    marks: dict[float, float] = {}
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for p in processes):
+                msg = "a router process exited during the benchmark"
+                raise RuntimeError(msg)
+            done = await _routed(settings, group, ingress)
+            now = time.perf_counter()
+            for share in (0.1, 0.9):
+                if share not in marks and done >= share * total:
+                    marks[share] = now
+            if 0.9 in marks:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            msg = "the routers did not route the backlog within 600 s"
+            raise RuntimeError(msg)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(60)
+            if process.poll() is None:
+                process.kill()
+    seconds = max(marks[0.9] - marks[0.1], 1e-6)
+    return ScalingResult(count, len(messages), 0.8 * total / seconds)
+
+
+async def bench_scaling(
+    settings: Settings, counts: list[int], messages: int, workdir: Path, progress: Callable[[str], None]
+) -> list[ScalingResult]:
+    clinics = [f"{100000000000 + i}" for i in range(200)]
+    backlog = [
+        build.video_queue_notice(SENDER, clinics[i % len(clinics)], event="joined", queue_entry_id=f"q{i}")
+        for i in range(messages)
+    ]
+    return [await _one_count(settings, count, backlog, workdir, progress) for count in counts]

@@ -1,0 +1,83 @@
+"""`prik bench routers`: router throughput with 1, 2, 3… instances, as ratios to one."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from contracts import codec
+from prik.bench import bench_scaling
+from prik.logs import configure_logging
+from prik.settings import load_settings
+
+from .app import fail
+from .bench import bench_app
+
+__all__ = ["routers"]
+
+
+@bench_app.command("routers")
+def routers(
+    counts: Annotated[
+        str, typer.Option("--routers", help="Comma-separated numbers of router processes to measure.")
+    ] = "1,2,3",
+    messages: Annotated[
+        int, typer.Option("--messages", min=1000, help="Backlog routed by each count.")
+    ] = 20_000,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """Router throughput with N `prik broker run` processes in group prik-router.
+
+    For each count the same backlog waits on fresh topics of the broker (or
+    cluster) at PRIK_KAFKA__BOOTSTRAP; the routers start together and the rate is
+    read off the group's committed offsets between 10 % and 90 % of it. On a
+    3-node cluster started with `prik kafka start --brokers 3`:
+
+        PRIK_KAFKA__BOOTSTRAP=127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094 prik bench routers
+    """
+    try:
+        wanted = [int(part) for part in counts.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--routers takes numbers separated by commas, not {counts!r}", 2)
+    if not wanted or min(wanted) < 1:
+        fail("--routers needs at least one count of 1 or more", 2)
+    settings = load_settings()
+    configure_logging("warning")
+    console = Console(stderr=True)
+
+    def say(text: str) -> None:
+        if not as_json:
+            console.print(f"[dim]{text}[/dim]")
+
+    with tempfile.TemporaryDirectory(prefix="prik-bench-routers-") as workdir:
+        results = asyncio.run(bench_scaling(settings, wanted, messages, Path(workdir), say))
+    base = results[0].per_second
+    rows = [
+        {
+            "routers": r.routers,
+            "messages": r.messages,
+            "per_second": round(r.per_second, 1),
+            "ratio": round(r.per_second / base, 3),
+        }
+        for r in results
+    ]
+    if as_json:
+        sys.stdout.write(
+            codec.dumps({"bootstrap": settings.kafka.bootstrap, "routers": rows}).decode() + "\n"
+        )
+        return
+    table = Table(title=f"routers on {settings.kafka.bootstrap}")
+    for column in ("routers", "msg/s", f"/ {results[0].routers} router(s)"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["routers"]), f"{row['per_second']:.0f}", f"{row['ratio']:.2f}")
+    Console().print(table)

@@ -1,0 +1,24 @@
+"""`prik bench routers` on the real broker: one JSON row per count, each count's backlog routed."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import codec
+
+from .conftest import World
+
+pytestmark = pytest.mark.kafka
+
+
+def test_bench_routers_reports_each_count_against_one_router(world: World) -> None:
+    done = world.prik("bench", "routers", "--routers", "1,2", "--messages", "1000", "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    report = codec.loads(done.stdout.encode())
+    assert report["bootstrap"] == world.kafka.bootstrap
+    rows = report["routers"]
+    assert [row["routers"] for row in rows] == [1, 2]
+    assert all(row["messages"] == 1000 and row["per_second"] > 0 for row in rows)
+    assert rows[0]["ratio"] == 1.0
+    assert rows[1]["ratio"] == pytest.approx(rows[1]["per_second"] / rows[0]["per_second"], rel=0.01)
