@@ -11,6 +11,7 @@ it published, and the answer waits for Kafka's acknowledgement (202).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class Ingress:
     sender: Sender
     limiter: RateLimiter
     max_bytes: int = MAX_MESSAGE_BYTES
+    # A body that trickles in holds a request open: it gets this long, then a 408.
+    body_seconds: float = 30.0
     stopping: bool = field(default=False)
 
 
@@ -108,7 +111,12 @@ async def post_message(request: web.Request) -> web.Response:  # noqa: PLR0911  
     if request.content_length is not None and request.content_length > limit:
         _refused(tenant, 413, "declared length over the limit")
         return _too_large(limit)
-    body = await _body(request, limit)
+    try:
+        async with asyncio.timeout(ingress.body_seconds):
+            body = await _body(request, limit)
+    except TimeoutError:
+        _refused(tenant, 408, "body too slow")
+        return problem(408, f"the body did not arrive within {ingress.body_seconds:g} s")
     if body is None:
         _refused(tenant, 413, "body over the limit")
         return _too_large(limit)

@@ -154,6 +154,7 @@ def openapi_document(*, max_bytes: int, rate: float) -> dict[str, Any]:
             "400": _problem("Not a valid prik message; `detail` says why (the first few reasons)."),
             "401": _problem("No valid HTTP Basic login (tenant id and its password).", "WWW-Authenticate"),
             "403": _problem("The source is not the tenant's own, or the tenant may not send the type."),
+            "408": _problem("The body did not arrive in time (30 s)."),
             "413": _problem(f"Over {max_bytes} bytes."),
             "415": _problem("Neither application/cloudevents+json nor binary mode with JSON data."),
             "429": _problem("Over the tenant's rate.", "Retry-After"),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,7 +117,13 @@ def clock() -> Clock:
 
 
 def build(
-    credentials: Path, sender: FakeSender, clock: Clock, *, burst: int = 1000, max_bytes: int = 64 * 1024
+    credentials: Path,
+    sender: FakeSender,
+    clock: Clock,
+    *,
+    burst: int = 1000,
+    max_bytes: int = 64 * 1024,
+    body_seconds: float = 30,
 ) -> web.Application:
     tenants = TENANTS
 
@@ -127,6 +136,7 @@ def build(
         sender=sender,
         limiter=RateLimiter(10.0, burst, clock=clock),
         max_bytes=max_bytes,
+        body_seconds=body_seconds,
     )
     return make_app(ingress)
 
@@ -425,7 +435,7 @@ async def test_health_and_openapi(client: Client) -> None:
     assert document["openapi"] == "3.1.0"
     assert document == codec.loads(codec.dumps(openapi_document(max_bytes=64 * 1024, rate=10.0)))
     answers = set(document["paths"]["/v1/messages"]["post"]["responses"])
-    assert answers == {"202", "400", "401", "403", "413", "415", "429", "503"}
+    assert answers == {"202", "400", "401", "403", "408", "413", "415", "429", "503"}
 
 
 # --- the hostile corpus over HTTP -------------------------------------------------------------------
@@ -441,7 +451,7 @@ async def test_hostile_corpus_gets_the_routers_verdict_and_never_a_5xx_or_an_ech
         answer = await response.read()
         where = f"{record.category} {record.note}"
         assert response.status < 500, where
-        assert response.status in {202, 400, 401, 403, 413, 415}, where
+        assert response.status in {202, 400, 401, 403, 413, 415}, where  # never 408: bodies are whole
         assert echoes(case, answer) == [], where
         if case.lossless:
             checked += 1
@@ -577,3 +587,44 @@ async def test_stopping_lets_a_request_in_flight_finish_then_closes_kafka(
         await stopping
     assert sender.closed
     assert ingress.stopping
+
+
+async def test_a_body_that_trickles_in_is_408(credentials: Path, sender: FakeSender, clock: Clock) -> None:
+    app = build(credentials, sender, clock, body_seconds=0.3)
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b"{"
+        await asyncio.sleep(5)
+        yield b"}"
+
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post(PATH, data=trickle(), headers={**STRUCTURED, **auth(VIDEO)})
+        await problem_of(response, 408)
+    assert sender.sent == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "pass --credentials DIR"),
+        (
+            ["--credentials", "/nonexistent/prik-credentials"],
+            "credentials folder /nonexistent/prik-credentials",
+        ),
+    ],
+    ids=["no-credentials", "no-such-folder"],
+)
+def test_the_command_refuses_to_run_without_a_way_to_authenticate(args: list[str], says: str) -> None:
+    tenants = Path(__file__).parent.parent / "data" / "tenants.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "prik", "ingress", "run", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PRIK_TENANTS": str(tenants)},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"prik: error: {says}")
+    assert result.stderr.count("\n") == 1
