@@ -51,7 +51,7 @@ def run(
     DIR/<id>.password. Each message gets the router's own validation and
     authorisation, then is published on the tenant's ingress topic; the answer
     (202 with id, topic, partition, offset) comes once Kafka acknowledged it.
-    Refusals are application/problem+json: 400, 401, 403, 413, 415, 429.
+    Refusals are application/problem+json: 400, 401, 403, 408, 413, 415, 429, 503.
     GET /openapi.json describes it all; GET /health. Each tenant may send
     PRIK_INGRESS_RATE messages a second (burst PRIK_INGRESS_BURST). Example:
 
