@@ -19,7 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from contracts import DirectoryEntry, Message, parse_tenants
+from aiokafka.errors import KafkaError as AIOKafkaError
+
+from contracts import DirectoryEntry, KafkaError, Message, parse_tenants
 from deploy.directory import load_directory
 from deploy.topics import apply_topics
 from prik.kafka import admin_client
@@ -40,8 +42,12 @@ class ScalingResult:
 
 async def _routed(settings: Settings, group: str, ingress: str) -> int:
     """Records of `ingress` the router group has committed."""
-    async with admin_client(settings.kafka) as admin:
-        offsets = await admin.list_consumer_group_offsets(group)
+    try:
+        async with admin_client(settings.kafka) as admin:
+            offsets = await admin.list_consumer_group_offsets(group)
+    except (AIOKafkaError, KafkaError):
+        # A group (or the offsets topic of a fresh cluster) that does not exist yet.
+        return 0
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == ingress and meta.offset > 0)
 
 
