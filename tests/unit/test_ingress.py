@@ -2,108 +2,44 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka.errors import KafkaConnectionError
-from aiokafka.structs import RecordMetadata, TopicPartition
-from pydantic import SecretStr
 
-from contracts import KafkaError, Message, Tenants, Topics, codec, parse_tenants, to_binary, to_bytes
-from prik.bench import IngressBenchOptions, bench_ingress
-from prik.settings import KafkaSettings
-from producers import PublishResult, video_queue_notice
+from contracts import KafkaError, codec, to_bytes
+from producers import video_queue_notice
 from producers.build import referral_status_notice
-from producers.ingress import (
-    Credentials,
-    Ingress,
-    IngressServer,
-    PublisherPool,
-    RateLimiter,
-    basic_login,
-    make_app,
-    openapi_document,
-)
+from producers.ingress import basic_login, openapi_document
 from tests.hostile.corpus import CPRS, ROUTED, hostile_records
 from tests.hostile.http import as_http, echoes, expected_status
-
-TENANTS = parse_tenants((Path(__file__).parent.parent / "data" / "tenants.toml").read_text())
-VIDEO, KOMMUNE, LPS = "minlaege-video", "kommune-0101", "lps-xmo"
-CLINIC = "123456789012"
-PASSWORDS = {VIDEO: "video-secret", KOMMUNE: "kommune-secret", LPS: "lps-secret"}
-TOPICS = Topics("t-unit")
-PATH = "/v1/messages"
-PROBLEM = "application/problem+json"
-Client = TestClient[web.Request, web.Application]
-
-
-class FakeSender:
-    """Kafka's side: records what it was given; `fail` makes every send a Kafka failure."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Message]] = []
-        self.fail: KafkaError | None = None
-        self.closed = False
-
-    async def send(self, tenant: str, message: Message) -> PublishResult:
-        if self.fail is not None:
-            raise self.fail
-        self.sent.append((tenant, message))
-        return PublishResult(TOPICS.ingress(tenant), 0, len(self.sent) - 1, message.id)
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def auth(tenant: str, password: str | None = None) -> dict[str, str]:
-    token = base64.b64encode(f"{tenant}:{password or PASSWORDS[tenant]}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
-
-
-STRUCTURED = {"Content-Type": "application/cloudevents+json"}
-
-
-def notice(tenant: str = VIDEO, subject: str | None = None) -> Message:
-    message = video_queue_notice(tenant, CLINIC, event="joined", queue_entry_id="q-1", cpr=CPRS[0])
-    return message.model_copy(update={"subject": subject}) if subject else message
-
-
-def binary_request(message: Message) -> tuple[dict[str, str], bytes]:
-    body, headers = to_binary(message)
-    http = {}
-    for name, value in headers:
-        http["Content-Type" if name == "content-type" else "ce-" + name.removeprefix("ce_")] = value.decode()
-    return http, body
+from tests.unit.ingress_support import (
+    CLINIC,
+    KOMMUNE,
+    PASSWORDS,
+    PATH,
+    STRUCTURED,
+    TENANTS,
+    TOPICS,
+    VIDEO,
+    Client,
+    Clock,
+    FakeSender,
+    auth,
+    binary_request,
+    build,
+    notice,
+    problem_of,
+    write_credentials,
+)
 
 
 @pytest.fixture
 def credentials(tmp_path: Path) -> Path:
-    folder = tmp_path / "credentials"
-    folder.mkdir(mode=0o700)
-    for tenant, password in PASSWORDS.items():
-        path = folder / f"{tenant}.password"
-        path.write_text(password + "\n")
-        path.chmod(0o600)
-    return folder
+    return write_credentials(tmp_path)
 
 
 @pytest.fixture
@@ -116,44 +52,10 @@ def clock() -> Clock:
     return Clock()
 
 
-def build(
-    credentials: Path,
-    sender: FakeSender,
-    clock: Clock,
-    *,
-    burst: int = 1000,
-    max_bytes: int = 64 * 1024,
-    body_seconds: float = 30,
-) -> web.Application:
-    tenants = TENANTS
-
-    def current() -> Tenants:
-        return tenants
-
-    ingress = Ingress(
-        tenants=current,
-        auth=Credentials(credentials, current, clock=clock),
-        sender=sender,
-        limiter=RateLimiter(10.0, burst, clock=clock),
-        max_bytes=max_bytes,
-        body_seconds=body_seconds,
-    )
-    return make_app(ingress)
-
-
 @pytest.fixture
 async def client(credentials: Path, sender: FakeSender, clock: Clock) -> AsyncIterator[Client]:
     async with TestClient(TestServer(build(credentials, sender, clock))) as c:
         yield c
-
-
-async def problem_of(response: Any, status: int) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    assert response.content_type == PROBLEM
-    body: dict[str, Any] = await response.json(content_type=PROBLEM)
-    assert body["status"] == status
-    assert body["detail"]
-    return body
 
 
 # --- success, both bindings ---------------------------------------------------------------
@@ -400,17 +302,6 @@ async def test_over_the_tenants_rate_is_429_with_retry_after(
         assert (await client.post(PATH, data=to_bytes(notice()), headers=headers)).status == 202
 
 
-def test_token_bucket() -> None:
-    clock = Clock()
-    limiter = RateLimiter(2.0, 3, clock=clock)
-    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.take("a") == pytest.approx(0.5)
-    clock.now += 10
-    assert [limiter.take("a") for _ in range(4)][-1] == pytest.approx(0.5)  # never more than the burst
-    with pytest.raises(ValueError, match="rate"):
-        RateLimiter(0, 1)
-
-
 # --- 503, 404, 405, health, OpenAPI ---------------------------------------------------------------
 
 
@@ -461,170 +352,3 @@ async def test_hostile_corpus_gets_the_routers_verdict_and_never_a_5xx_or_an_ech
     assert checked > len(records) // 2
     # The service is still up.
     assert (await client.get("/health")).status == 200
-
-
-async def test_bench_ingress_counts_every_answer(credentials: Path, sender: FakeSender, clock: Clock) -> None:
-    async with TestServer(build(credentials, sender, clock, burst=1_000_000)) as server:
-        options = IngressBenchOptions(
-            url=str(server.make_url("/")), tenant=VIDEO, password=PASSWORDS[VIDEO], seconds=1.0, concurrency=2
-        )
-        report = await bench_ingress(options)
-    assert report["requests"] == report["statuses"]["202"] == len(sender.sent) > 0
-    assert set(report["latency_ms"]) == {"p50", "p99", "max"}
-
-
-class FakeProducer:
-    def __init__(self, kafka: KafkaSettings, fail_start: bool = False) -> None:
-        self.kafka = kafka
-        self.fail_start = fail_start
-        self.sent: list[tuple[str, bytes, bytes]] = []
-        self.stopped = False
-
-    async def start(self) -> None:
-        if self.fail_start:
-            raise KafkaConnectionError
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    async def flush(self) -> None:
-        return None
-
-    async def send(self, topic: str, value: bytes, *, key: bytes, headers: Any) -> asyncio.Future[Any]:
-        self.sent.append((topic, key, value))
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.set_result(RecordMetadata(topic, 2, TopicPartition(topic, 2), len(self.sent), -1, 0, 0))
-        return future
-
-
-async def test_publisher_pool_logs_in_as_each_tenant_in_secure_mode(credentials: Path) -> None:
-    made: list[FakeProducer] = []
-
-    def factory(kafka: KafkaSettings) -> Any:
-        made.append(FakeProducer(kafka))
-        return made[-1]
-
-    secure = KafkaSettings(security_protocol="SASL_SSL", username="admin", password=SecretStr("admin-secret"))
-    logins = Credentials(credentials, lambda: TENANTS)
-    pool = PublisherPool(secure, TOPICS, logins.password, producer_factory=factory)
-    video, referral = notice(), notice(KOMMUNE)
-    results = await asyncio.gather(
-        pool.send(VIDEO, video), pool.send(VIDEO, video), pool.send(KOMMUNE, referral)
-    )
-    assert [r.topic for r in results] == [
-        TOPICS.ingress(VIDEO),
-        TOPICS.ingress(VIDEO),
-        TOPICS.ingress(KOMMUNE),
-    ]
-    # One producer per tenant, however many requests raced to start it; each logged in as its tenant.
-    assert [(p.kafka.username, p.kafka.secret()) for p in made] == [
-        (VIDEO, PASSWORDS[VIDEO]),
-        (KOMMUNE, PASSWORDS[KOMMUNE]),
-    ]
-    assert made[0].sent[0] == (TOPICS.ingress(VIDEO), CLINIC.encode(), to_bytes(video))
-    await pool.close()
-    assert all(p.stopped for p in made)
-    with pytest.raises(KafkaError, match="shutting down"):
-        await pool.send(LPS, notice(LPS))
-
-
-async def test_publisher_pool_tries_again_after_a_failed_start() -> None:
-    made: list[FakeProducer] = []
-
-    def factory(kafka: KafkaSettings) -> Any:
-        made.append(FakeProducer(kafka, fail_start=not made))
-        return made[-1]
-
-    pool = PublisherPool(KafkaSettings(), TOPICS, lambda _tenant: None, producer_factory=factory)
-    with pytest.raises(KafkaError):
-        await pool.send(VIDEO, notice())
-    assert (await pool.send(VIDEO, notice())).offset == 1
-    assert made[0].kafka.username is None  # PLAINTEXT: the settings as given
-    await pool.close()
-
-
-class SlowSender(FakeSender):
-    """Holds every send until `release` is set, as a slow Kafka acknowledgement would."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def send(self, tenant: str, message: Message) -> PublishResult:
-        self.waiting.set()
-        await self.release.wait()
-        return await super().send(tenant, message)
-
-
-async def test_stopping_lets_a_request_in_flight_finish_then_closes_kafka(
-    credentials: Path, clock: Clock
-) -> None:
-    sender = SlowSender()
-    ingress = Ingress(
-        tenants=lambda: TENANTS,
-        auth=Credentials(credentials, lambda: TENANTS, clock=clock),
-        sender=sender,
-        limiter=RateLimiter(10.0, 10, clock=clock),
-    )
-    server = IngressServer(ingress, port=0, grace=30)
-    await server.start()
-    async with aiohttp.ClientSession() as session:
-        request = asyncio.create_task(
-            session.post(
-                f"{server.url}{PATH}", data=to_bytes(notice()), headers={**STRUCTURED, **auth(VIDEO)}
-            )
-        )
-        await sender.waiting.wait()
-        stopping = asyncio.create_task(server.stop())
-        await asyncio.sleep(0.2)
-        # Kafka is closed only once the request in flight has its answer.
-        assert (stopping.done(), sender.closed) == (False, False)
-        sender.release.set()
-        response = await request
-        assert response.status == 202
-        response.release()
-        await stopping
-    assert sender.closed
-    assert ingress.stopping
-
-
-async def test_a_body_that_trickles_in_is_408(credentials: Path, sender: FakeSender, clock: Clock) -> None:
-    app = build(credentials, sender, clock, body_seconds=0.3)
-
-    async def trickle() -> AsyncIterator[bytes]:
-        yield b"{"
-        await asyncio.sleep(5)
-        yield b"}"
-
-    async with TestClient(TestServer(app)) as client:
-        response = await client.post(PATH, data=trickle(), headers={**STRUCTURED, **auth(VIDEO)})
-        await problem_of(response, 408)
-    assert sender.sent == []
-
-
-@pytest.mark.parametrize(
-    ("args", "says"),
-    [
-        ([], "pass --credentials DIR"),
-        (
-            ["--credentials", "/nonexistent/prik-credentials"],
-            "credentials folder /nonexistent/prik-credentials",
-        ),
-    ],
-    ids=["no-credentials", "no-such-folder"],
-)
-def test_the_command_refuses_to_run_without_a_way_to_authenticate(args: list[str], says: str) -> None:
-    tenants = Path(__file__).parent.parent / "data" / "tenants.toml"
-    result = subprocess.run(
-        [sys.executable, "-m", "prik", "ingress", "run", "--port", "0", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PRIK_TENANTS": str(tenants)},
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.startswith(f"prik: error: {says}")
-    assert result.stderr.count("\n") == 1
