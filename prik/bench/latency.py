@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -22,7 +23,19 @@ _DIGITS = 3
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident set size, MB.
+
+    VmHWM of /proc/self/status where there is one: Linux carries ru_maxrss across
+    exec, so a child's ru_maxrss is at least what its parent used when it forked.
+    """
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        status = ""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    # ru_maxrss is in KiB on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
