@@ -171,7 +171,7 @@ def acl_table(topics: Topics, tenants: Tenants) -> frozenset[Acl]:
     allow(ROUTER_USER, TOPIC, topics.dlq, LITERAL, WRITE)
     allow(ROUTER_USER, TOPIC, topics.tasks, LITERAL, READ, WRITE)
     allow(ROUTER_USER, TOPIC, topics.directory, LITERAL, READ)
-    # One transactional id per router instance: `<prefix>-router-<instance>`.
+    # One transactional id per input partition number: `<prefix>-router-p<p>` (broker/assignor.py).
     allow(ROUTER_USER, TRANSACTIONAL_ID, f"{p}-router", PREFIXED, WRITE, DESCRIBE)
     return frozenset(acls)
 
