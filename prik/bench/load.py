@@ -1,9 +1,10 @@
 """The publishing end of `prik bench pipeline`: a fixed rate, or as fast as it goes.
 
-`prik` mode publishes video-queue notices with prik's `Publisher`, each built (and
-so stamped with its CloudEvents `time`) when it is due. `raw` mode is the
-baseline: plain aiokafka, with the client factory's producer settings, sending
-pre-encoded bytes of the same notices with the send time in a `bench-sent` header.
+`prik` mode publishes video-queue notices with prik's `Publisher` (which encodes
+them), copied from a thousand built before the run with a new id and the CloudEvents
+`time` of the moment they are due. `raw` mode is the baseline: plain aiokafka, with
+the client factory's producer settings, sending the bytes of the same thousand
+notices, encoded before the run, with the send time in a `bench-sent` header.
 Before the measured run both send a warm-up message every 0.25 s until the parent
 says `go` (every process down the line is then connected and assigned).
 """
@@ -13,19 +14,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
-from contracts import STRUCTURED_CONTENT_TYPE, to_bytes
+from contracts import STRUCTURED_CONTENT_TYPE, VideoQueueNotice, to_bytes
 from contracts.headers import CONTENT_TYPE
 from prik.kafka import make_producer
 from prik.settings import Settings
 from producers import Publisher, build
+from producers.build import new_id
+from producers.keys import key_of
 
 from .routing import SENDER
 
 __all__ = ["CLINICS", "publish"]
 
 CLINICS = [f"{100000000000 + i}" for i in range(200)]
+# Distinct messages built before the run, then published in turn.
+_POOL = 1000
 _WARM_EVERY = 0.25
 _TICK = 0.002
 # Saturation: messages per send call, and calls in flight at once.
@@ -37,7 +43,7 @@ _MAX_IN_FLIGHT = 20_000
 SendBatch = Callable[[int, int], Coroutine[Any, Any, None]]
 
 
-def _notice(i: int, *, warm: bool = False) -> Any:  # noqa: ANN401  a VideoQueueNotice
+def _notice(i: int, *, warm: bool = False) -> VideoQueueNotice:
     entry = f"w{i}" if warm else f"m{i}"
     return build.video_queue_notice(SENDER, CLINICS[i % len(CLINICS)], event="joined", queue_entry_id=entry)
 
@@ -102,13 +108,24 @@ async def _run(
     return {"sent": total, "started_at": started_at, "finished_at": time.time()}
 
 
+def _fresh(template: VideoQueueNotice) -> VideoQueueNotice:
+    """A copy of a notice built before the run, with a new id and the time of now.
+
+    Building (validating) a notice is the sender's own cost, as encoding is the raw
+    baseline's: both happen before the clock starts, so the two publishers compare
+    on what they do with a message. The copy keeps `time` the moment of publishing.
+    """
+    return template.model_copy(update={"id": new_id(), "time": datetime.now(UTC)})
+
+
 async def _publish_prik(
     settings: Settings, config: dict[str, Any], commands: asyncio.Queue[str | None]
 ) -> dict[str, Any]:
+    pool = [_notice(i) for i in range(_POOL)]
     async with Publisher(settings.kafka, SENDER, settings.topics) as publisher:
 
         async def send(start: int, count: int) -> None:
-            await publisher.publish_many([_notice(i) for i in range(start, start + count)])
+            await publisher.publish_many([_fresh(pool[i % _POOL]) for i in range(start, start + count)])
 
         async def warm(i: int) -> None:
             await publisher.publish(_notice(i, warm=True))
@@ -120,7 +137,7 @@ async def _publish_raw(
     settings: Settings, config: dict[str, Any], commands: asyncio.Queue[str | None]
 ) -> dict[str, Any]:
     # The same bytes as prik's: encoded before the clock starts, a thousand distinct ones.
-    pool = [(key.encode(), to_bytes(_notice(i))) for i, key in enumerate(CLINICS * 5)]
+    pool = [(key_of(m).encode(), to_bytes(m)) for m in (_notice(i) for i in range(_POOL))]
     topic = settings.topics.ingress(SENDER)
     producer = make_producer(settings.kafka, client_id="prik-bench-raw")
     await producer.start()
