@@ -31,7 +31,7 @@ from aiokafka.errors import (
 )
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.protocol.admin import DescribeAclsRequest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka import KafkaError as ConfluentError
 from confluent_kafka import KafkaException as ConfluentException
 from confluent_kafka.admin import AdminClient
@@ -46,7 +46,9 @@ __all__ = [
     "admin_client",
     "confluent_admin",
     "confluent_errors",
+    "confluent_group_consumer",
     "confluent_reader",
+    "confluent_transactional_producer",
     "kafka_connection",
     "kafka_errors",
     "login_works",
@@ -315,6 +317,38 @@ def confluent_reader(kafka: KafkaSettings, client_id: str = "prik-reader") -> Co
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
+        },
+        logger=_librdkafka_logger(),
+    )
+
+
+def confluent_group_consumer(kafka: KafkaSettings, group_id: str, client_id: str = "prik") -> Consumer:
+    """confluent-kafka's Consumer in a group, with prik's safe defaults (read_committed, manual commits)."""
+    return Consumer(
+        {
+            **kafka.confluent_config(),
+            "client.id": client_id,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        },
+        logger=_librdkafka_logger(),
+    )
+
+
+def confluent_transactional_producer(
+    kafka: KafkaSettings, transactional_id: str, client_id: str = "prik"
+) -> Producer:
+    """confluent-kafka's Producer with prik's safe defaults: idempotent, acks=all, transactional."""
+    return Producer(
+        {
+            **kafka.confluent_config(),
+            "client.id": client_id,
+            "transactional.id": transactional_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
         },
         logger=_librdkafka_logger(),
     )

@@ -1,4 +1,4 @@
-"""`prik bench routers`: router throughput with 1, 2, 3… instances, as ratios to one."""
+"""`prik bench routers` and `prik bench fencing`: what scaling the router out costs and gains."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from contracts import codec
-from prik.bench import bench_scaling
+from prik.bench import bench_fencing, bench_scaling
 from prik.logs import configure_logging
 from prik.settings import load_settings
 
 from .app import fail
 from .bench import bench_app
 
-__all__ = ["routers"]
+__all__ = ["fencing", "routers"]
 
 
 @bench_app.command("routers")
@@ -80,4 +80,40 @@ def routers(
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(str(row["routers"]), f"{row['per_second']:.0f}", f"{row['ratio']:.2f}")
+    Console().print(table)
+
+
+@bench_app.command("fencing")
+def fencing(
+    messages: Annotated[int, typer.Option("--messages", min=1000, help="Records each model moves.")] = 20_000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of a table.")] = False,
+) -> None:
+    """What fencing routers costs: three transactional pass-throughs (no rules) over the same records.
+
+    aiokafka with one transactional id per instance (not fenced against zombies),
+    aiokafka with one id per input partition (the KIP-98 model the router uses), and
+    librdkafka (confluent-kafka) with KIP-447 group metadata. Ratios are to the first.
+    """
+    settings = load_settings()
+    configure_logging("warning")
+    console = Console(stderr=True)
+
+    def say(text: str) -> None:
+        if not as_json:
+            console.print(f"[dim]{text}[/dim]")
+
+    results = asyncio.run(bench_fencing(settings.kafka, messages, say))
+    base = results[0].per_second
+    rows = [
+        {"model": r.model, "per_second": round(r.per_second, 1), "ratio": round(r.per_second / base, 3)}
+        for r in results
+    ]
+    if as_json:
+        sys.stdout.write(codec.dumps({"messages": messages, "models": rows}).decode() + "\n")
+        return
+    table = Table(title=f"transactional pass-through, {messages} records")
+    for column in ("model", "msg/s", f"/ {results[0].model}"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(str(row["model"]), f"{row['per_second']:.0f}", f"{row['ratio']:.2f}")
     Console().print(table)

@@ -22,3 +22,19 @@ def test_bench_routers_reports_each_count_against_one_router(world: World) -> No
     assert all(row["messages"] == 1000 and row["per_second"] > 0 for row in rows)
     assert rows[0]["ratio"] == 1.0
     assert rows[1]["ratio"] == pytest.approx(rows[1]["per_second"] / rows[0]["per_second"], rel=0.01)
+
+
+def test_bench_fencing_moves_the_records_through_each_model(world: World) -> None:
+    done = world.prik("bench", "fencing", "--messages", "1000", "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    report = codec.loads(done.stdout.encode())
+    assert report["messages"] == 1000
+    models = report["models"]
+    assert [m["model"] for m in models] == [
+        "aiokafka, one id",
+        "aiokafka, id per partition",
+        "librdkafka, KIP-447",
+    ]
+    assert all(m["per_second"] > 0 for m in models)
+    assert models[0]["ratio"] == 1.0
