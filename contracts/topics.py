@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ RESERVED_TENANT_IDS: frozenset[str] = frozenset({"router", "admin", "broker"})
 _INGRESS_RE = re.compile(INGRESS_PATTERN)
 
 
+# Tenant ids come from the tenants file and the directory: few, and asked for per record.
+@functools.lru_cache(maxsize=4096)
 def _checked(tenant: str) -> str:
     if TENANT_ID_RE.fullmatch(tenant) is None:
         msg = f"tenant id must match {TENANT_ID_RE.pattern}"
