@@ -116,7 +116,8 @@ def _validate(obj: dict[str, Any]) -> Message:
         msg = "type: unknown message type"
         raise ParseError(msg, stage="validate")
     try:
-        return cast("Message", cls.model_validate(obj))
+        # The class's validator itself: `model_validate` only adds a Python call around it.
+        return cast("Message", cls.__pydantic_validator__.validate_python(obj))
     except ValidationError as exc:
         raise ParseError(_reason(exc), stage="validate") from None
 
@@ -150,7 +151,7 @@ def _json(value: bytes) -> Any:  # noqa: ANN401  JSON may be any value
 
 def _parse(value: bytes, headers: Headers, max_bytes: int) -> Message:
     check_record(None, value, headers, max_bytes=max_bytes)
-    attributes = _binary_attributes(headers)
+    attributes = _binary_attributes(headers) if headers else None
     if attributes is None:
         obj = _json(value)
         if not isinstance(obj, dict):
