@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Self
 
 from aiohttp import web
 
-from consumers.serving import serve
+from consumers.serving import serve, serve_until_signalled
 from contracts import Topics
 from contracts.tenants import Tenants
 from prik.logs import get_logger
@@ -212,22 +211,4 @@ class Dashboard:
 
     async def run(self, on_started: Callable[[str], None] | None = None) -> None:
         """Serve until SIGINT/SIGTERM; a second signal stops at once."""
-        loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
-        main = asyncio.current_task()
-
-        def on_signal() -> None:
-            if stopping.is_set() and main is not None:
-                main.cancel()
-            stopping.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        try:
-            async with self:
-                if on_started is not None:
-                    on_started(self.url)
-                await stopping.wait()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        await serve_until_signalled(self, on_started)

@@ -2,21 +2,62 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
+from consumers.serving import serve_until_signalled
 from prik.logs import get_logger
 
 from .app import Ingress, make_app
+from .problems import problem
 
 __all__ = ["IngressServer"]
 
 _log = get_logger(__name__)
+
+
+class _ProblemHandler(RequestHandler):
+    """aiohttp's connection handler, but a request its HTTP parser refuses gets a problem too.
+
+    aiohttp answers those itself in text/plain, quoting the offending bytes (a header
+    line, the request line), which may hold a CPR: the ingress never echoes a request.
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # aiohttp's own: it logs (routed to debug lines by prik.logs) and refuses a half-sent answer.
+        super().handle_error(request, status, exc, None)
+        detail = "not a valid HTTP request" if status < 500 else "the ingress failed on this request"
+        answer = problem(status, detail)
+        answer.force_close()
+        return answer
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        handler = super().__call__()
+        # Same slots, one method more: aiohttp has no hook for the handler's class.
+        handler.__class__ = _ProblemHandler
+        return handler
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # aiohttp builds its Server inside AppRunner; the class is all that changes.
+        server.__class__ = _ProblemServer
+        return server
 
 
 class IngressServer:
@@ -42,7 +83,7 @@ class IngressServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        runner = web.AppRunner(make_app(self.ingress), access_log=None, shutdown_timeout=self._grace)
+        runner = _Runner(make_app(self.ingress), access_log=None, shutdown_timeout=self._grace)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._requested_port)
@@ -75,25 +116,7 @@ class IngressServer:
 
     async def run(self, on_started: Callable[[str], None] | None = None) -> None:
         """Serve until SIGINT/SIGTERM; a second signal stops at once."""
-        loop = asyncio.get_running_loop()
-        stopping = asyncio.Event()
-        main = asyncio.current_task()
-
-        def on_signal() -> None:
-            if stopping.is_set() and main is not None:
-                main.cancel()
-            stopping.set()
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        try:
-            async with self:
-                if on_started is not None:
-                    on_started(self.url)
-                await stopping.wait()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        await serve_until_signalled(self, on_started)
 
 
 def _bound_port(runner: web.AppRunner) -> int:
