@@ -115,6 +115,10 @@ class Credentials:
         except ConfigError as exc:
             _log.warning("ingress.password_unreadable", tenant=tenant_id, error=str(exc))
             password = None
+        except UnicodeDecodeError:
+            # read_password reads UTF-8 and lets this through: a broken file is no login, not a 500.
+            _log.warning("ingress.password_unreadable", tenant=tenant_id, error="the file is not UTF-8")
+            password = None
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             _log.warning("ingress.password_file_exposed", tenant=tenant_id, hint="chmod 600")
         self._cache[tenant_id] = _Cached(password, info.st_mtime_ns, now)
