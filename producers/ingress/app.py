@@ -117,6 +117,10 @@ async def post_message(request: web.Request) -> web.Response:  # noqa: PLR0911  
     except TimeoutError:
         _refused(tenant, 408, "body too slow")
         return problem(408, f"the body did not arrive within {ingress.body_seconds:g} s")
+    except ConnectionError:
+        # The sender hung up mid-body (or its Content-Length promised more): its failure, not the ingress's.
+        _refused(tenant, 400, "connection closed before the body arrived")
+        return problem(400, "the connection closed before the whole body arrived")
     if body is None:
         _refused(tenant, 413, "body over the limit")
         return _too_large(limit)
