@@ -67,7 +67,10 @@ def kafka_headers(mode: Mode, headers: Iterable[tuple[str, str]]) -> list[tuple[
     for name, value in headers:
         lower = name.lower()
         if lower == CONTENT_TYPE:
-            out.append((CONTENT_TYPE, value.encode("utf-8", "surrogateescape")))
+            # HTTP media types are case-insensitive (RFC 9110 8.3.1), prik's datacontenttype is not.
+            media, semicolon, parameters = value.partition(";")
+            typed = media.strip().lower() + semicolon + parameters
+            out.append((CONTENT_TYPE, typed.encode("utf-8", "surrogateescape")))
         elif lower.startswith(_HTTP_CE_PREFIX):
             out.append((CE_PREFIX + lower.removeprefix(_HTTP_CE_PREFIX), _decoded(value)))
     return out
