@@ -10,6 +10,9 @@ from .probes import Expect, Probe
 
 __all__ = ["Answer", "Exchange", "Result", "Verdict", "judge_exchanges"]
 
+# The 4xx answers prik's deliverer retries (consumers.deliverers): "later", never "no".
+_LATER = frozenset({408, 429})
+
 
 class Result(StrEnum):
     PASS = "pass"  # noqa: S105  a verdict, not a password
@@ -75,7 +78,8 @@ def _problem(exchange: Exchange, timeout: float) -> str | None:
             return None
         return f"answered HTTP {status}, not 2xx"
     if 400 <= status < 500:
-        return None
+        # "Try again later" is not a refusal: prik's deliverer sends it again, so nothing was checked.
+        return None if status not in _LATER else f"answered HTTP {status} (try again later), not a refusal"
     if 200 <= status < 300:
         return f"answered HTTP {status}: accepted what must be refused with 4xx"
     return f"answered HTTP {status}, not 4xx"
