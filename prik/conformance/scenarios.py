@@ -104,18 +104,23 @@ def _shifted(later: bool) -> Callable[[Kit], tuple[Probe, ...]]:
 
 
 def _rotation(kit: Kit) -> tuple[Probe, ...]:
-    message = kit.message(MessageType.VIDEO_QUEUE)
-    valid = kit.signed("", message)
-    stranger = kit.stranger()
+    def probe(known_first: bool) -> Probe:
+        message = kit.message(MessageType.VIDEO_QUEUE)
+        valid = kit.signed("", message)
+        stranger = kit.stranger()
 
-    def sign(now: datetime) -> dict[str, str]:
-        headers = valid.sign(now)
-        unknown = stranger.sign(message.id, valid.body, now)["webhook-signature"]
-        # The unknown secret's signature first: the endpoint must look past it.
-        headers["webhook-signature"] = f"{unknown} {headers['webhook-signature']}"
-        return headers
+        def sign(now: datetime) -> dict[str, str]:
+            headers = valid.sign(now)
+            known = headers["webhook-signature"]
+            unknown = stranger.sign(message.id, valid.body, now)["webhook-signature"]
+            # Both orders: an endpoint that reads only the first, or only the last, fails one of them.
+            headers["webhook-signature"] = f"{known} {unknown}" if known_first else f"{unknown} {known}"
+            return headers
 
-    return (Probe("two signatures, only the second by a known secret", valid.body, sign, Expect.ACCEPT),)
+        where = "first" if known_first else "second"
+        return Probe(f"two signatures, only the {where} by a known secret", valid.body, sign, Expect.ACCEPT)
+
+    return (probe(known_first=False), probe(known_first=True))
 
 
 def _duplicate(kit: Kit) -> tuple[Probe, ...]:
