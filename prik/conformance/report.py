@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET  # writes XML only, never parses any
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,13 @@ from typing import Any
 from .verdicts import Result
 
 __all__ = ["Outcome", "Report"]
+
+# Characters XML 1.0 cannot hold at all (ElementTree writes them anyway, and no reader parses the result).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,23 +83,24 @@ class Report:
             time=f"{self.seconds:.3f}",
         )
         properties = ET.SubElement(suite, "properties")
-        ET.SubElement(properties, "property", name="url", value=self.url)
+        ET.SubElement(properties, "property", name="url", value=_xml_text(self.url))
         ET.SubElement(properties, "property", name="timeout", value=f"{self.timeout:g}")
         for outcome in self.outcomes:
             case = ET.SubElement(
                 suite,
                 "testcase",
                 classname="prik.conformance",
-                name=outcome.name,
+                name=_xml_text(outcome.name),
                 time=f"{outcome.seconds:.3f}",
             )
             if outcome.result is Result.FAIL:
-                failure = ET.SubElement(case, "failure", message=outcome.reason, type="conformance")
-                failure.text = f"rule: {outcome.rule}\n{outcome.reason}"
+                reason = _xml_text(outcome.reason)
+                failure = ET.SubElement(case, "failure", message=reason, type="conformance")
+                failure.text = f"rule: {_xml_text(outcome.rule)}\n{reason}"
             elif outcome.result is Result.SKIP:
-                ET.SubElement(case, "skipped", message=outcome.reason)
+                ET.SubElement(case, "skipped", message=_xml_text(outcome.reason))
             else:
-                ET.SubElement(case, "system-out").text = outcome.reason
+                ET.SubElement(case, "system-out").text = _xml_text(outcome.reason)
         ET.indent(suites)
         text: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
         return text + b"\n"
