@@ -12,6 +12,7 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from consumers import WebhookSecrets, check_webhook_url
 from contracts import ConfigError, Sor, dumps
@@ -33,7 +34,7 @@ def report_table(report: Report) -> Table:
     """One row per scenario: its name, PASS/FAIL/SKIP and the reason."""
     counts = ", ".join(f"{report.count(result)} {result.value}" for result in Result)
     table = Table(
-        title=f"prik conformance: {report.url}",
+        title=Text(f"prik conformance: {report.url}"),
         caption=f"{counts} in {report.seconds:.2f} s (timeout {report.timeout:g} s per request)",
         title_justify="left",
         caption_justify="left",
@@ -43,7 +44,8 @@ def report_table(report: Report) -> Table:
     table.add_column("reason")
     for outcome in report.outcomes:
         style = _STYLE[outcome.result]
-        table.add_row(outcome.name, f"[{style}]{outcome.result.value.upper()}[/]", outcome.reason)
+        # Reasons and the URL as Text: never read as rich markup or emoji codes ("[fe80::1]", "[/]", ":a:").
+        table.add_row(Text(outcome.name), f"[{style}]{outcome.result.value.upper()}[/]", Text(outcome.reason))
     return table
 
 
