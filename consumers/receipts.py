@@ -6,6 +6,7 @@ receipts and task statuses the same way.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 
@@ -22,6 +23,7 @@ __all__ = ["as_sor", "build_receipt", "build_task_status", "receipt_id", "task_a
 
 # A fixed namespace makes receipt ids a pure function of (lps, sender, message id).
 _RECEIPT_NAMESPACE = uuid.UUID("5b0f3c2e-6a0d-4a63-9f55-6c1d0f1a7e21")
+_NAMESPACE_BYTES = _RECEIPT_NAMESPACE.bytes
 _SOR = TypeAdapter(Sor)
 
 
@@ -32,7 +34,14 @@ def receipt_id(lps: str, message: Message) -> str:
     publishes it again on redelivery; the same id lets the router drop the
     second one, so the sender still sees exactly one receipt.
     """
-    return str(uuid.uuid5(_RECEIPT_NAMESPACE, f"{lps}|{message.source}|{message.id}"))
+    # uuid.uuid5, spelled out: the same string without building a UUID object (its checks
+    # and formatting were ~9 % of the clinic consumer's CPU in py-spy under `prik bench consumer`).
+    name = f"{lps}|{message.source}|{message.id}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def as_sor(value: str | None) -> str | None:

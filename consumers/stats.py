@@ -72,23 +72,25 @@ class ConsumerMetrics:
             registry=self.registry,
         )
         self.lag = lag_gauge(self.registry)
-        for outcome in _OUTCOMES:
-            self.deliveries.labels(lps, outcome.value)
-        for result in ATTEMPT_RESULTS:
-            self.attempts.labels(lps, result)
-        self.latency.labels(lps)
+        # The series themselves, looked up once: `labels()` costs a few µs on every message.
+        self._outcomes = {outcome: self.deliveries.labels(lps, outcome.value) for outcome in _OUTCOMES}
+        self._attempts = {result: self.attempts.labels(lps, result) for result in ATTEMPT_RESULTS}
+        self._latency = self.latency.labels(lps)
         self.oldest.labels(lps).set(0)
 
     def outcome(self, outcome: Outcome) -> None:
-        self.deliveries.labels(self.lps, outcome.value).inc()
+        series = self._outcomes.get(outcome)
+        if series is None:
+            series = self._outcomes[outcome] = self.deliveries.labels(self.lps, outcome.value)
+        series.inc()
 
     def attempt(self, result: AttemptResult) -> None:
-        self.attempts.labels(self.lps, result).inc()
+        self._attempts[result].inc()
 
     def answered(self, message_time: datetime, at: datetime | None = None) -> None:
         """The LPS accepted a message: observe its latency (a sender's clock ahead of ours counts as 0)."""
         seconds = ((at or datetime.now(UTC)) - message_time).total_seconds()
-        self.latency.labels(self.lps).observe(max(0.0, seconds))
+        self._latency.observe(max(0.0, seconds))
 
     def undelivered(self, oldest: datetime | None, now: datetime | None = None) -> None:
         age = 0.0 if oldest is None else ((now or datetime.now(UTC)) - oldest).total_seconds()

@@ -39,6 +39,7 @@ from confluent_kafka.admin import AdminClient
 from contracts import KafkaError, NotAuthorisedError
 
 from .logs import get_logger
+from .partitioning import KeyPartitioner
 from .settings import KafkaSettings
 
 __all__ = [
@@ -83,6 +84,8 @@ def make_producer(
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
         request_timeout_ms=30_000,
+        # Kafka's partitions for the same keys as aiokafka's default, at a fraction of its CPU.
+        partitioner=KeyPartitioner(),
     )
 
 
