@@ -33,7 +33,7 @@ from prik.kafka import kafka_errors, make_consumer, make_producer
 from prik.settings import Settings
 
 from .latency import peak_rss_mb
-from .stage_support import LPS, Say, committed_total, end_offsets_total, notices, provisioned, summary
+from .stage_support import LPS, Rounds, Say, committed_total, end_offsets_total, notices, provisioned
 
 __all__ = ["CONSUMER_TARGET", "bench_consumer"]
 
@@ -67,8 +67,8 @@ async def _publish_deliveries(settings: Settings, topic: str, total: int, say: S
             await producer.stop()
 
 
-async def _raw_round(settings: Settings, topic: str, group: str, total: int) -> tuple[float, int]:
-    """Seconds from the first record to the `total`-th, and how many were consumed."""
+async def _raw_round(settings: Settings, topic: str, group: str, total: int) -> tuple[float, float, int]:
+    """Seconds and CPU seconds from the first record to the `total`-th, and how many were consumed."""
     consumer = make_consumer(
         settings.kafka, topic, group_id=group, client_id="prik-bench-raw", fetch_max_wait_ms=50
     )
@@ -77,13 +77,14 @@ async def _raw_round(settings: Settings, topic: str, group: str, total: int) -> 
         try:
             consumed = 0
             first: float | None = None
+            cpu = 0.0
             next_commit = time.monotonic() + _COMMIT_EVERY
             deadline = time.monotonic() + _within(total)
             while consumed < total:
                 # As the clinic consumer's fetch loop asks.
                 batches = await consumer.getmany(timeout_ms=200, max_records=500)
                 if first is None and batches:
-                    first = time.perf_counter()
+                    first, cpu = time.perf_counter(), time.process_time()
                 for records in batches.values():
                     consumed += len(records)
                 if time.monotonic() >= next_commit:
@@ -92,11 +93,11 @@ async def _raw_round(settings: Settings, topic: str, group: str, total: int) -> 
                 if time.monotonic() > deadline:
                     msg = f"bench consumer: the raw loop read {consumed} of {total} records in time"
                     raise PrikError(msg)
-            seconds = time.perf_counter() - (first or 0.0)
+            seconds, cpu = time.perf_counter() - (first or 0.0), time.process_time() - cpu
             await consumer.commit()
         finally:
             await consumer.stop()
-    return seconds, consumed
+    return seconds, cpu, consumed
 
 
 class _Lps:
@@ -110,6 +111,7 @@ class _Lps:
         self.finals = 0
         self.first: float | None = None
         self.last: float | None = None
+        self.cpu_first = self.cpu_last = 0.0
         self.done = asyncio.Event()
 
     @property
@@ -119,7 +121,7 @@ class _Lps:
 
     async def receive(self, message: Message) -> None:
         if self.first is None:
-            self.first = time.perf_counter()
+            self.first, self.cpu_first = time.perf_counter(), time.process_time()
         if message.id in self.seen:
             self.duplicates += 1
         else:
@@ -129,12 +131,12 @@ class _Lps:
         self.outcomes[event.outcome.value] = self.outcomes.get(event.outcome.value, 0) + 1
         self.finals += 1
         if self.finals >= self.total and not self.done.is_set():
-            self.last = time.perf_counter()
+            self.last, self.cpu_last = time.perf_counter(), time.process_time()
             self.done.set()
 
 
-async def _prik_round(settings: Settings, group: str, total: int) -> tuple[float, _Lps, int]:
-    """Seconds from the first delivery to the `total`-th receipt; the LPS's record; receipts written."""
+async def _prik_round(settings: Settings, group: str, total: int) -> tuple[_Lps, int]:
+    """The LPS's record (its clock runs from the first delivery to the last receipt); receipts written."""
     lps = _Lps(total)
     consumer = ClinicConsumer(
         settings.kafka,
@@ -150,7 +152,7 @@ async def _prik_round(settings: Settings, group: str, total: int) -> tuple[float
         except TimeoutError:
             msg = f"bench consumer: the clinic consumer finished {lps.finals} of {total} records in time"
             raise PrikError(msg) from None
-    return lps.seconds, lps, consumer.stats.receipts
+    return lps, consumer.stats.receipts
 
 
 async def bench_consumer(base: Settings, messages: int, rounds: int, say: Say) -> dict[str, Any]:
@@ -158,7 +160,7 @@ async def bench_consumer(base: Settings, messages: int, rounds: int, say: Say) -
     async with provisioned(base, "con") as settings:
         topic = settings.topics.deliver(LPS)
         await _publish_deliveries(settings, topic, messages, say)
-        rates: dict[str, list[float]] = {"baseline": [], "prik": []}
+        stages = {"baseline": Rounds(), "prik": Rounds()}
         counts = {"consumed": 0, "delivered": 0, "duplicates": 0, "receipts": 0}
         committed = {"baseline": 0, "prik": 0}
         outcomes: dict[str, int] = {}
@@ -166,15 +168,15 @@ async def bench_consumer(base: Settings, messages: int, rounds: int, say: Say) -
         for n in range(1, rounds + 1):
             say(f"round {n}/{rounds}: baseline")
             group = f"{settings.topic_prefix}-raw-{tag}-{n}"
-            seconds, consumed = await _raw_round(settings, topic, group, messages)
-            rates["baseline"].append(messages / seconds)
+            seconds, cpu, consumed = await _raw_round(settings, topic, group, messages)
+            stages["baseline"].add(messages, seconds, cpu)
             counts["consumed"] += consumed
             committed["baseline"] += await committed_total(settings.kafka, group, topic)
 
             say(f"round {n}/{rounds}: prik")
             group = f"{settings.topic_prefix}-clinic-{tag}-{n}"
-            seconds, lps, receipts = await _prik_round(settings, group, messages)
-            rates["prik"].append(messages / seconds)
+            lps, receipts = await _prik_round(settings, group, messages)
+            stages["prik"].add(messages, lps.seconds, lps.cpu_last - lps.cpu_first)
             counts["delivered"] += len(lps.seen)
             counts["duplicates"] += lps.duplicates
             counts["receipts"] += receipts
@@ -185,11 +187,11 @@ async def bench_consumer(base: Settings, messages: int, rounds: int, say: Say) -
             counts["receipts_on_topic"] = await end_offsets_total(
                 settings.kafka, settings.topics.ingress(LPS)
             )
-    baseline = summary(rates["baseline"]) | {
+    baseline = stages["baseline"].summary() | {
         "consumed": counts["consumed"],
         "committed": committed["baseline"],
     }
-    prik = summary(rates["prik"]) | {
+    prik = stages["prik"].summary() | {
         "delivered": counts["delivered"],
         "duplicates": counts["duplicates"],
         "receipts": counts["receipts"],

@@ -27,7 +27,7 @@ from prik.settings import Settings
 from producers import Publisher, key_of
 
 from .latency import peak_rss_mb
-from .stage_support import SENDER, Say, end_offsets_total, notices, provisioned, summary
+from .stage_support import SENDER, Rounds, Say, end_offsets_total, notices, provisioned
 
 __all__ = ["PUBLISHER_TARGET", "bench_publisher"]
 
@@ -39,17 +39,17 @@ _WARM_UP = 200
 SendChunk = Callable[[int, int], Awaitable[int]]
 
 
-async def _timed(send: SendChunk, total: int) -> tuple[float, int]:
-    """Seconds to send `total` messages in chunks, `_IN_FLIGHT` at once; and how many were acknowledged."""
+async def _timed(send: SendChunk, total: int) -> tuple[float, float, int]:
+    """Seconds and CPU seconds to send `total` messages in chunks, `_IN_FLIGHT` at once; the acknowledged."""
     gate = asyncio.Semaphore(_IN_FLIGHT)
 
     async def chunk(start: int) -> int:
         async with gate:
             return await send(start, min(_CHUNK, total - start))
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     acknowledged = await asyncio.gather(*(chunk(start) for start in range(0, total, _CHUNK)))
-    return time.perf_counter() - began, sum(acknowledged)
+    return time.perf_counter() - began, time.process_time() - cpu, sum(acknowledged)
 
 
 async def bench_publisher(base: Settings, messages: int, rounds: int, say: Say) -> dict[str, Any]:
@@ -82,21 +82,21 @@ async def bench_publisher(base: Settings, messages: int, rounds: int, say: Say) 
                 # Connections, metadata and producer ids, before any clock runs.
                 await raw(0, min(_WARM_UP, messages))
                 await prik(0, min(_WARM_UP, messages))
-                stages: dict[str, list[float]] = {"baseline": [], "prik": []}
+                stages = {"baseline": Rounds(), "prik": Rounds()}
                 acknowledged = {"baseline": 0, "prik": 0}
                 for n in range(1, rounds + 1):
                     for name, send in (("baseline", raw), ("prik", prik)):
                         say(f"round {n}/{rounds}: {name}")
-                        seconds, acks = await _timed(send, messages)
-                        stages[name].append(messages / seconds)
+                        seconds, cpu, acks = await _timed(send, messages)
+                        stages[name].add(messages, seconds, cpu)
                         acknowledged[name] += acks
         finally:
             with kafka_errors("closing the producer"):
                 await producer.stop()
         on_topic = await end_offsets_total(settings.kafka, topic)
     warm = 2 * min(_WARM_UP, messages)
-    baseline = summary(stages["baseline"]) | {"acknowledged": acknowledged["baseline"]}
-    prik_figures = summary(stages["prik"]) | {"acknowledged": acknowledged["prik"]}
+    baseline = stages["baseline"].summary() | {"acknowledged": acknowledged["baseline"]}
+    prik_figures = stages["prik"].summary() | {"acknowledged": acknowledged["prik"]}
     ratio = prik_figures["per_second"] / baseline["per_second"]
     return {
         "stage": "publisher",
