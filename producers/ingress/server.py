@@ -64,16 +64,25 @@ class IngressServer:
     """The ingress on `host:port` (0: any free port; `port` then says which).
 
     Stopping refuses new connections, gives requests in flight `grace` seconds
-    to get Kafka's answer, then flushes and closes the producers.
+    to get Kafka's answer, then flushes and closes the producers. A connection
+    with no request under way (idle, or its headers still trickling in) is
+    closed after `idle` seconds: aiohttp's own default is an hour.
     """
 
     def __init__(
-        self, ingress: Ingress, *, host: str = "127.0.0.1", port: int = 8081, grace: float = 30.0
+        self,
+        ingress: Ingress,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8081,
+        grace: float = 30.0,
+        idle: float = 30.0,
     ) -> None:
         self.ingress = ingress
         self._host = host
         self._requested_port = port
         self._grace = grace
+        self._idle = idle
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -83,7 +92,12 @@ class IngressServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        runner = _Runner(make_app(self.ingress), access_log=None, shutdown_timeout=self._grace)
+        runner = _Runner(
+            make_app(self.ingress),
+            access_log=None,
+            shutdown_timeout=self._grace,
+            keepalive_timeout=self._idle,
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, self._host, self._requested_port)

@@ -387,6 +387,25 @@ async def test_a_client_that_hangs_up_mid_body_is_no_server_error(
     assert sender.sent == []
 
 
+@pytest.mark.parametrize("sent", [b"", b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nX-Slow: "])
+async def test_a_connection_that_never_finishes_its_headers_is_closed(
+    credentials: Path, sender: FakeSender, clock: Clock, sent: bytes
+) -> None:
+    server = IngressServer(ingress_of(credentials, sender, clock), port=0, grace=5, idle=0.5)
+    await server.start()
+    try:
+        assert server.port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(sent)
+        await writer.drain()
+        # The ingress hangs up (a hang guard only: aiohttp's default would hold it an hour).
+        assert await asyncio.wait_for(reader.read(), 60) == b""
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await server.stop()
+
+
 # --- raw HTTP the parser refuses -----------------------------------------------------------------------
 
 
