@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from contracts import (
     STRUCTURED_CONTENT_TYPE,
@@ -24,6 +25,7 @@ from contracts import (
 )
 from contracts.headers import CONTENT_TYPE
 from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_producer, translate
+from prik.partitioning import KeyPartitioner
 from prik.settings import KafkaSettings
 
 from .keys import key_of
@@ -34,6 +36,10 @@ ProducerFactory = Callable[[KafkaSettings], AIOKafkaProducer]
 """Builds the underlying aiokafka producer; tests swap in a fake."""
 
 _HEADERS = [(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode())]
+# `publish_many` builds record batches itself for records up to this size (larger ones
+# go through aiokafka's `send`, which refuses what exceeds the producer's request size).
+_BATCHED_MAX_BYTES = 64 * 1024
+_PARTITIONER = KeyPartitioner()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +195,12 @@ class Publisher:
 
     async def _send_once(self, producer: AIOKafkaProducer, records: Sequence[_Record]) -> list[Any]:
         """Per record its RecordMetadata, or the exception that failed it."""
+        if (
+            len(records) > 1
+            and isinstance(producer, AIOKafkaProducer)
+            and all(len(r.key) + len(r.value) <= _BATCHED_MAX_BYTES for r in records)
+        ):
+            return await self._send_batched(producer, records)
         futures: list[asyncio.Future[Any]] = []
         try:
             for record in records:
@@ -202,6 +214,71 @@ class Publisher:
         except AIOKafkaError as exc:
             raise translate(exc, f"publishing to {self._topic}") from exc
         return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    async def _send_batched(self, producer: AIOKafkaProducer, records: Sequence[_Record]) -> list[Any]:
+        """`_send_once` through record batches built here, one acknowledgement per batch.
+
+        aiokafka's `send` costs ~15 µs of Python per record (metadata check, partitioner,
+        accumulator, a future); a batch appends a record in its C builder. The records
+        go to the partition aiokafka's default partitioner would pick (`KeyPartitioner`),
+        in input order per partition; the idempotent producer numbers the batches as
+        any other, so acks=all, idempotence and per-key order hold. py-spy under
+        `prik bench publisher`: `AIOKafkaProducer.send` was 50% of `publish_many`.
+        """
+        topic = self._topic
+        with kafka_errors(f"publishing to {topic}"):
+            partitions = sorted(await producer.partitions_for(topic))
+        by_partition: dict[int, list[int]] = {}
+        for index, record in enumerate(records):
+            partition = _PARTITIONER(record.key, partitions, partitions)
+            by_partition.setdefault(partition, []).append(index)
+        queued: list[tuple[asyncio.Future[Any], int, list[int]]] = []
+        try:
+            for partition, indices in by_partition.items():
+                batch, members = producer.create_batch(), list[int]()
+                for index in indices:
+                    record = records[index]
+                    if (
+                        batch.append(key=record.key, value=record.value, timestamp=None, headers=_HEADERS)
+                        is None
+                    ):
+                        # Full: off it goes, and the record starts the next one (a first record always fits).
+                        batch.close()
+                        queued.append(
+                            (await producer.send_batch(batch, topic, partition=partition), partition, members)
+                        )
+                        batch, members = producer.create_batch(), []
+                        batch.append(key=record.key, value=record.value, timestamp=None, headers=_HEADERS)
+                    members.append(index)
+                batch.close()
+                queued.append(
+                    (await producer.send_batch(batch, topic, partition=partition), partition, members)
+                )
+        except FATAL_PRODUCER_ERRORS as exc:
+            # What was not queued counts as failed by the same error.
+            outcomes: list[Any] = [exc] * len(records)
+            await self._settle(queued, outcomes)
+            return outcomes
+        except AIOKafkaError as exc:
+            raise translate(exc, f"publishing to {topic}") from exc
+        outcomes = [None] * len(records)
+        await self._settle(queued, outcomes)
+        return outcomes
+
+    async def _settle(
+        self, queued: Sequence[tuple[asyncio.Future[Any], int, list[int]]], outcomes: list[Any]
+    ) -> None:
+        """Each queued batch's outcome onto its records: record i of a batch is at the batch's offset + i."""
+        acks = await asyncio.gather(*(future for future, _, _ in queued), return_exceptions=True)
+        for ack, (_, partition, members) in zip(acks, queued, strict=True):
+            for position, index in enumerate(members):
+                if isinstance(ack, BaseException):
+                    outcomes[index] = ack
+                else:
+                    tp = TopicPartition(self._topic, partition)
+                    outcomes[index] = RecordMetadata(
+                        self._topic, partition, tp, ack.offset + position, ack.timestamp, -1, None
+                    )
 
     async def _current(self) -> tuple[AIOKafkaProducer, int]:
         # A restart in progress holds the lock; wait for its new producer rather than fail.
