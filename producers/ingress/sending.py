@@ -51,37 +51,60 @@ class PublisherPool:
         self._password_of = password_of
         self._factory = producer_factory
         self._publishers: dict[str, Publisher] = {}
+        # The password each tenant's publisher logged in with (secure mode).
+        self._logged_in_with: dict[str, str] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._closed = False
 
-    def _settings_for(self, tenant: str) -> KafkaSettings:
+    def _login(self, tenant: str) -> str | None:
+        """The password the tenant's producer must log in with now (None in PLAINTEXT)."""
         if not self._kafka.sasl:
-            return self._kafka
+            return None
         password = self._password_of(tenant)
         if password is None:
             msg = f"no Kafka password for tenant {tenant}"
             raise KafkaError(msg)
+        return password
+
+    def _settings_for(self, password: str | None, tenant: str) -> KafkaSettings:
+        if password is None:
+            return self._kafka
         # model_copy does not validate: the password must already be a SecretStr.
         login = {"username": tenant, "password": SecretStr(password), "password_file": None}
         return self._kafka.model_copy(update=login)
 
-    async def _publisher(self, tenant: str) -> Publisher:
+    def _current(self, tenant: str) -> Publisher | None:
+        """The tenant's publisher, unless its password file changed since it logged in."""
         publisher = self._publishers.get(tenant)
+        if publisher is None or not self._kafka.sasl:
+            return publisher
+        return publisher if self._logged_in_with.get(tenant) == self._password_of(tenant) else None
+
+    async def _publisher(self, tenant: str) -> Publisher:
+        publisher = self._current(tenant)
         if publisher is not None:
             return publisher
         async with self._starting.setdefault(tenant, asyncio.Lock()):
-            publisher = self._publishers.get(tenant)
+            publisher = self._current(tenant)
             if publisher is not None:
                 return publisher
             if self._closed:
                 msg = "the ingress is shutting down"
                 raise KafkaError(msg, retriable=True)
+            # A rotated password: the old producer would fail at its next login (a broker
+            # restart, a reconnect), so it is flushed and replaced now, as the HTTP login is.
+            retired = self._publishers.pop(tenant, None)
+            if retired is not None:
+                await retired.stop()
+            password = self._login(tenant)
             publisher = Publisher(
-                self._settings_for(tenant), tenant, self._topics, producer_factory=self._factory
+                self._settings_for(password, tenant), tenant, self._topics, producer_factory=self._factory
             )
             # A failed start is not kept: the next request tries again.
             await publisher.start()
             self._publishers[tenant] = publisher
+            if password is not None:
+                self._logged_in_with[tenant] = password
             return publisher
 
     async def send(self, tenant: str, message: Message) -> PublishResult:

@@ -22,9 +22,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from contracts import codec, to_bytes
-from producers.ingress import Credentials, Ingress, IngressServer, RateLimiter
+from prik.settings import KafkaSettings
+from producers.ingress import Credentials, Ingress, IngressServer, PublisherPool, RateLimiter
 from tests.hostile.corpus import CPRS, cpr_leaks
 from tests.unit.ingress_support import (
     KOMMUNE,
@@ -33,6 +35,7 @@ from tests.unit.ingress_support import (
     PATH,
     STRUCTURED,
     TENANTS,
+    TOPICS,
     VIDEO,
     Clock,
     FakeSender,
@@ -42,6 +45,7 @@ from tests.unit.ingress_support import (
     notice,
     write_credentials,
 )
+from tests.unit.test_ingress_parts import FakeProducer
 
 # Function-scoped fixtures are shared across examples on purpose: one ingress takes them all.
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -227,6 +231,31 @@ async def test_many_unknown_tenants_and_ids_leave_no_state_behind(credentials: P
     limiter.take(VIDEO)
     assert len(logins._cache) <= len(TENANTS.ids)
     assert len(limiter._buckets) == 1
+
+
+async def test_a_rotated_password_logs_the_tenants_kafka_producer_in_again(
+    credentials: Path, clock: Clock
+) -> None:
+    made: list[FakeProducer] = []
+
+    def factory(kafka: KafkaSettings) -> Any:
+        made.append(FakeProducer(kafka))
+        return made[-1]
+
+    secure = KafkaSettings(security_protocol="SASL_SSL", username="admin", password=SecretStr("admin"))
+    logins = Credentials(credentials, lambda: TENANTS, clock=clock)
+    pool = PublisherPool(secure, TOPICS, logins.password, producer_factory=factory)
+    await pool.send(VIDEO, notice())
+    await pool.send(VIDEO, notice())
+    (credentials / f"{VIDEO}.password").write_text("rotated-secret\n")
+    clock.now += 5
+    await pool.send(VIDEO, notice())
+    await pool.send(VIDEO, notice())
+    assert [(p.kafka.secret(), p.stopped, len(p.sent)) for p in made] == [
+        (PASSWORDS[VIDEO], True, 2),
+        ("rotated-secret", False, 2),
+    ]
+    await pool.close()
 
 
 # --- sending as someone else ----------------------------------------------------------------------
