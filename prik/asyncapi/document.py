@@ -242,8 +242,9 @@ class _Builder:
             "description": (
                 "`POST` of the envelope JSON to the LPS's webhook URL, signed. The LPS answers 2xx: "
                 "delivered (also for a repeated `webhook-id`: it drops the duplicate); 410: endpoint "
-                "gone (dead-lettered); 429, 5xx or no answer within 15 s: retried with exponential "
-                "backoff and jitter, honouring `Retry-After`; any other 4xx: dead-lettered at once. "
+                "gone (dead-lettered); 408, 429, 3xx, 5xx or no answer within 15 s: retried with "
+                "exponential backoff and jitter, honouring `Retry-After`; any other 4xx: dead-lettered "
+                "at once. "
                 "A bad, missing or stale (> 5 min) signature must get a 4xx."
             ),
             "parameters": {"path": {"$ref": "#/components/parameters/path"}},

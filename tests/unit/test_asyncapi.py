@@ -27,6 +27,7 @@ from jsonschema.exceptions import best_match
 
 import contracts.topics
 from consumers import generate_secret, make_webhook, sign_headers
+from consumers.deliverers import _RETRY_4XX  # the consumer's own list of 4xx it retries
 from contracts import (
     ErrorStage,
     MessageType,
@@ -300,6 +301,10 @@ def test_webhook_is_an_http_post_whose_signed_headers_match_the_schema(doc: Doc)
     assert {op["action"] for op in sends} == {"send", "receive"}
     assert all(op["bindings"]["http"]["method"] == "POST" for op in sends)
     assert doc["servers"]["lps-webhook"]["protocol"] == "https"
+    # The answers the consumer retries, as the description promises an LPS.
+    retried = doc["channels"][WEBHOOK_CHANNEL]["description"].split("retried")[0].rsplit(";", 1)[-1]
+    for status in (*(str(s) for s in sorted(_RETRY_4XX)), "3xx", "5xx", "15 s"):
+        assert status in retried
 
 
 def test_servers_and_operations(doc: Doc) -> None:
