@@ -1,7 +1,8 @@
 """The publishing end of `prik bench pipeline`: a fixed rate, or as fast as it goes.
 
 `prik` mode publishes video-queue notices with prik's `Publisher` (which encodes
-them), copied from a thousand built before the run with a new id and the CloudEvents
+them; at a fixed rate one `publish` per message, with `saturate` `publish_many` of
+500), copied from a thousand built before the run with a new id and the CloudEvents
 `time` of the moment they are due. `raw` mode is the baseline: plain aiokafka, with
 the client factory's producer settings, sending the bytes of the same thousand
 notices, encoded before the run, with the send time in a `bench-sent` header.
@@ -125,7 +126,12 @@ async def _publish_prik(
     async with Publisher(settings.kafka, SENDER, settings.topics) as publisher:
 
         async def send(start: int, count: int) -> None:
-            await publisher.publish_many([_fresh(pool[i % _POOL]) for i in range(start, start + count)])
+            messages = [_fresh(pool[i % _POOL]) for i in range(start, start + count)]
+            if config["saturate"]:
+                await publisher.publish_many(messages)
+            else:
+                # As a sender publishes events as they happen: one `publish` each, concurrently.
+                await asyncio.gather(*(publisher.publish(m) for m in messages))
 
         async def warm(i: int) -> None:
             await publisher.publish(_notice(i, warm=True))
