@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from standardwebhooks.webhooks import Webhook
+
+from consumers.signing import sign_headers
 from contracts import MessageType, to_bytes
 
 from .probes import DELIVERED_TYPES, STALE_BY, Expect, Kit, Probe, envelope_with
@@ -123,6 +126,23 @@ def _rotation(kit: Kit) -> tuple[Probe, ...]:
     return (probe(known_first=False), probe(known_first=True))
 
 
+def _each_secret(kit: Kit) -> tuple[Probe, ...]:
+    """One delivery per secret given, signed with that secret alone: while a secret is rotated,
+    prik's consumer may sign with either, and an endpoint that checks only one would refuse."""
+    count = len(kit.secrets)
+
+    def probe(number: int, webhook: Webhook) -> Probe:
+        message = kit.message(MessageType.VIDEO_QUEUE)
+        body = to_bytes(message)
+
+        def sign(now: datetime) -> dict[str, str]:
+            return {**sign_headers(webhook, message.id, body, now), "content-type": "application/json"}
+
+        return Probe(f"signed with secret {number} of {count} alone", body, sign, Expect.ACCEPT)
+
+    return tuple(probe(number, webhook) for number, webhook in enumerate(kit.secrets, start=1))
+
+
 def _duplicate(kit: Kit) -> tuple[Probe, ...]:
     message = kit.message(MessageType.REFERRAL_STATUS)
     first = kit.signed("the first copy", message)
@@ -185,6 +205,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         "signature-rotation",
         "several signatures (secret rotation): one valid is enough, answered 2xx",
         _rotation,
+    ),
+    Scenario(
+        "signature-each-secret",
+        "each secret given (--secret repeated while rotating) is accepted on its own, answered 2xx",
+        _each_secret,
     ),
     Scenario(
         "duplicate-webhook-id",

@@ -153,7 +153,7 @@ async def test_the_table_for_people(secret_file: Path) -> None:
     assert "FAIL" not in out
     # Without --task-api the round trip is named as not checked, and the run still passes.
     assert "SKIP" in out
-    assert "20 pass, 0 fail, 1 skip" in out
+    assert "21 pass, 0 fail, 1 skip" in out
 
 
 async def test_a_careless_endpoint_fails_on_the_signature_scenarios(
@@ -174,7 +174,7 @@ async def test_a_careless_endpoint_fails_on_the_signature_scenarios(
     failed = {s["name"] for s in report["scenarios"] if s["result"] == "fail"}
     assert failed == SIGNATURE_REFUSALS
     # One line on stderr, naming what failed; nothing else (no library chatter).
-    assert err.startswith("prik: error: 8 of 21 scenarios failed: signature-wrong-secret, ")
+    assert err.startswith("prik: error: 8 of 22 scenarios failed: signature-wrong-secret, ")
     assert err.count("\n") == 1
     suite = ET.parse(junit).getroot().find("testsuite")  # noqa: S314  the command's own output
     assert suite is not None

@@ -62,8 +62,8 @@ def test_the_shell_blocks_run_as_written(tmp_path: Path) -> None:
     assert shell.returncode == 0, out + err
     assert f"reference LPS listening on http://127.0.0.1:{env['LPS_PORT']}/webhook" in out
     assert "task-round-trip" in out
-    assert "21 pass, 0 fail, 0 skip" in out
-    assert "\n21\n" in out  # grep -c '<testcase' conformance.xml
+    assert "22 pass, 0 fail, 0 skip" in out
+    assert "\n22\n" in out  # grep -c '<testcase' conformance.xml
     assert out.rstrip().endswith("certified")
     assert (tmp_path / "report.json").is_file()
     assert (tmp_path / "lps.secrets").stat().st_mode & 0o077 == 0

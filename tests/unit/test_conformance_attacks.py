@@ -31,11 +31,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from consumers import generate_secret
+from consumers import WebhookSecrets, generate_secret
 from consumers.serving import serve
 from contracts import codec
 from prik.cli.conformance import report_table
-from prik.conformance import SCENARIOS, Outcome, Report, Result, sample_message
+from prik.conformance import SCENARIOS, ConformanceRunner, Outcome, Report, Result, sample_message
 from prik.conformance.probes import DELIVERED_TYPES
 from tests.unit.test_conformance import SIGNATURE_REFUSALS, by_name, run
 
@@ -98,10 +98,13 @@ KNOWN_ENVELOPE, KNOWN_DATA = _known_keys()
 
 
 class ZooLps:
-    """An endpoint whose behaviour the test swaps; verifies Standard Webhooks by hand (so it can be wrong)."""
+    """An endpoint whose behaviour the test swaps; verifies Standard Webhooks by hand (so it can be wrong).
+
+    `keys`: the secrets it verifies with (during a rotation, two).
+    """
 
     def __init__(self, secret: str) -> None:
-        self.key = base64.b64decode(secret.removeprefix("whsec_"))
+        self.keys = [base64.b64decode(secret.removeprefix("whsec_"))]
         self.behaviour = Behaviour()
         self.seen: set[str] = set()
 
@@ -117,10 +120,13 @@ class ZooLps:
         clock = self.behaviour.clock
         if (clock in {"past-only", "both"} and skew > 300) or (clock == "both" and skew < -300):
             return False
-        mac = hmac.new(self.key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
-        expected = "v1," + base64.b64encode(mac).decode()
         looked_at = {"first-only": given[:1], "last-only": given[-1:]}.get(self.behaviour.verify, given)
-        return any(hmac.compare_digest(expected, signature) for signature in looked_at)
+        for key in self.keys:
+            mac = hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest()
+            expected = "v1," + base64.b64encode(mac).decode()
+            if any(hmac.compare_digest(expected, signature) for signature in looked_at):
+                return True
+        return False
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -201,6 +207,23 @@ async def test_rotation_catches_an_endpoint_that_reads_only_one_end_of_the_signa
             result, reason = by_name(report)["signature-rotation"]
             assert result is Result.FAIL
             assert "HTTP 401" in reason
+
+
+async def test_each_secret_catches_an_endpoint_that_verifies_with_only_one_of_its_secrets() -> None:
+    old, new = generate_secret(), generate_secret()
+    both = WebhookSecrets([old, new])
+    async with zoo(old) as (lps, url):
+        # Knows only the old secret: every delivery carries both signatures and passes, but
+        # prik signing with the new secret alone would be refused.
+        report = await ConformanceRunner(url, both, clinic=CLINIC).run()
+        assert report.failed() == ["signature-each-secret"]
+        assert (
+            by_name(report)["signature-each-secret"][1]
+            == "signed with secret 2 of 2 alone: answered HTTP 401, not 2xx"
+        )
+        lps.keys.append(base64.b64decode(new.removeprefix("whsec_")))
+        report = await ConformanceRunner(url, both, clinic=CLINIC).run()
+    assert report.passed, report.to_json()
 
 
 async def test_a_429_to_a_forged_request_is_not_counted_as_refusing_it() -> None:
