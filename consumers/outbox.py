@@ -32,6 +32,7 @@ from prik.logs import get_logger
 from prik.settings import KafkaSettings
 
 from .backoff import Backoff
+from .batching import BatchWriter
 from .closing import bounded
 
 __all__ = ["REFUSED_FOR_GOOD", "TOO_LARGE", "Outbox"]
@@ -73,6 +74,7 @@ class Outbox:
         self._producer: AIOKafkaProducer | None = None
         self._restart_lock = asyncio.Lock()
         self._closed = asyncio.Event()
+        self._batches = BatchWriter()
 
     async def start(self) -> None:
         producer = make_producer(self._kafka, client_id=self._client_id)
@@ -93,6 +95,7 @@ class Outbox:
         self._closed.set()
         producer, self._producer = self._producer, None
         if producer is not None:
+            await bounded(self._batches.close(), self._close_timeout, "handing over the last batches")
             await bounded(producer.flush(), self._close_timeout, "flushing the producer")
             await bounded(producer.stop(), self._close_timeout, "closing the producer")
 
@@ -121,7 +124,10 @@ class Outbox:
                 raise KafkaError(msg, retriable=True)
             attempt += 1
             try:
-                await producer.send_and_wait(topic, value=value, key=key, headers=list(headers or ()))
+                if key is not None and value is not None and BatchWriter.takes(producer, key, value):
+                    await self._batches.write(producer, topic, key, value, headers or ())
+                else:
+                    await producer.send_and_wait(topic, value=value, key=key, headers=list(headers or ()))
             except TOO_LARGE as exc:
                 msg = f"publishing to {topic}: Kafka refused the record as too large ({type(exc).__name__})"
                 raise TooLargeError(msg) from exc
