@@ -475,6 +475,64 @@ async def test_requests_the_http_parser_refuses_are_answered_without_echoing_the
     assert sender.sent == []
 
 
+_HEADER_NAMES = st.sampled_from(
+    [
+        b"ce-id",
+        b"ce-source",
+        b"CE-TYPE",
+        b"ce-specversion",
+        b"Content-Type",
+        b"Content-Length",
+        b"Authorization",
+        b"Transfer-Encoding",
+        b"Content-Encoding",
+        b"Expect",
+        b"X-Any",
+        b"ce-",
+        b"ce_id",
+        b"Host",
+    ]
+) | st.binary(min_size=1, max_size=20)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    method=st.sampled_from([b"POST", b"GET", b"PUT", b"OPTIONS", b"HEAD", b"PO ST"]),
+    target=st.sampled_from([b"/v1/messages", b"/health", b"/openapi.json", b"/", b"*", b"/v1/messages?x=1"])
+    | st.binary(max_size=30),
+    headers=st.lists(st.tuples(_HEADER_NAMES, st.binary(max_size=60)), max_size=8),
+    body=st.binary(max_size=300),
+    cpr=st.sampled_from(CPRS),
+)
+async def test_arbitrary_bytes_get_a_4xx_problem_or_a_closed_connection_never_a_5xx(
+    server: IngressServer,
+    sender: FakeSender,
+    *,
+    method: bytes,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    cpr: str,
+) -> None:
+    lines = [
+        method + b" " + target + b" HTTP/1.1",
+        b"Host: ingress",
+        b"Connection: close",
+        b"X-Patient: " + cpr.encode(),
+    ]
+    lines += [name + b": " + value for name, value in headers]
+    with logged() as logs:
+        answer = await exchange(server, b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    no_cpr_in(logs)
+    assert cpr_leaks(answer) == []
+    assert not [line for line in logs if line["log_level"] in {"error", "critical"}], logs
+    if answer:
+        head = answer.split(b"\r\n", 1)[0]
+        status = int(head.split(b" ")[1])
+        assert status < 500, answer
+    assert sender.sent == [] or all(tenant == VIDEO for tenant, _ in sender.sent)
+
+
 async def test_the_service_answers_after_every_attack(client: aiohttp.ClientSession) -> None:
     response = await client.get("/health")
     assert response.status == 200
