@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -169,7 +170,7 @@ BEHAVIOURS = st.builds(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(behaviour=BEHAVIOURS)
 async def test_each_endpoint_fails_exactly_the_scenarios_for_the_rules_it_breaks(
     behaviour: Behaviour,
@@ -279,6 +280,50 @@ async def test_a_black_hole_fails_every_delivery_and_the_run_ends(accept: bool) 
         assert "no answer within 0.3 s" in results[name][1]
     assert results["answer-within-timeout"][0] is Result.FAIL
     assert not report.passed
+
+
+_REPLIES = st.one_of(
+    st.binary(max_size=200),
+    st.builds(
+        lambda status, head, body: b"HTTP/1.1 " + status + b"\r\n" + head + b"\r\n\r\n" + body,
+        st.sampled_from(
+            [b"200 OK", b"204 No Content", b"429 Too Many", b"999 What", b"20", b"401 No", b"-1 x"]
+        ),
+        st.binary(max_size=120),
+        st.binary(max_size=120),
+    ),
+    st.sampled_from(
+        [
+            b"HTTP/1.1 429 Too Many\r\nRetry-After: \xff\xfe\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nX: " + b"a" * 20000 + b"\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope",
+        ]
+    ),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(reply=_REPLIES)
+async def test_whatever_bytes_an_endpoint_answers_the_run_ends_with_a_verdict_each(reply: bytes) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(reply)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/webhook"
+        report = await asyncio.wait_for(run(url, generate_secret(), timeout=2.0, max_time=30.0), 120)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert {o.name for o in report.outcomes} >= {s.name for s in SCENARIOS}
+    assert all(o.reason for o in report.outcomes)
+    ET.fromstring(report.to_junit())  # noqa: S314  our own output, parsed to prove it is XML
 
 
 async def test_an_answer_whose_body_trickles_forever_still_lets_the_run_end() -> None:
