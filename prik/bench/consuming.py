@@ -7,15 +7,19 @@ its own reading all N from the start:
 
 - `baseline`: a raw aiokafka consume loop with the consumer settings of the client
   factory (read_committed, manual commits, every 0.5 s as the clinic consumer),
-  `getmany` as the clinic consumer calls it, counting records;
+  `getmany` as the clinic consumer calls it, counting records (the target's baseline);
+- `reference`: the same loop writing one receipt's bytes per record (make_producer:
+  acks=all, idempotent) and awaiting those acknowledgements before the next fetch:
+  the floor of any consumer that confirms each record in Kafka, as prik must;
 - `prik`: `ClinicConsumer` with a `CallbackDeliverer` (the in-process LPS of
   `prik bench pipeline`) that records each message id. Every message is parsed,
   delivered in its clinic's order and gets its `delivered` receipt (acks=all)
   before its offset may be committed.
 
 A round's clock runs from the first record in hand to the last one done (counted;
-for prik: its receipt acknowledged). Each stage's best round is what the ratio
-compares; after each round the group's committed offsets are checked.
+for prik: its receipt acknowledged). Each stage's best round is what the ratios
+compare (`ratio` to the baseline, `ratio_to_reference`); after each round the
+group's committed offsets are checked.
 """
 
 from __future__ import annotations
@@ -24,16 +28,20 @@ import asyncio
 import contextlib
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from consumers import CallbackDeliverer, ClinicConsumer, OutcomeEvent
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from consumers import CallbackDeliverer, ClinicConsumer, OutcomeEvent, build_receipt
 from contracts import STRUCTURED_CONTENT_TYPE, Message, Outcome, PrikError, to_bytes
 from contracts.headers import CONTENT_TYPE, ROUTE
 from prik.kafka import kafka_errors, make_consumer, make_producer
 from prik.settings import Settings
 
 from .latency import peak_rss_mb
-from .stage_support import LPS, Rounds, Say, committed_total, end_offsets_total, notices, provisioned
+from .stage_support import LPS, SENDER, Rounds, Say, committed_total, end_offsets_total, notices, provisioned
 
 __all__ = ["CONSUMER_TARGET", "bench_consumer"]
 
@@ -67,7 +75,30 @@ async def _publish_deliveries(settings: Settings, topic: str, total: int, say: S
             await producer.stop()
 
 
-async def _raw_round(settings: Settings, topic: str, group: str, total: int) -> tuple[float, float, int]:
+@dataclass(frozen=True, slots=True)
+class _Confirm:
+    """The reference loop's write per record: a receipt's bytes, acknowledged before the next fetch."""
+
+    producer: AIOKafkaProducer
+    topic: str
+    value: bytes
+    total: int
+    tag: str
+
+    async def each(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        headers = [(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode())]
+        futures = [
+            await self.producer.send(
+                self.topic, self.value, key=b"%d-%d" % (r.partition, r.offset), headers=headers
+            )
+            for r in records
+        ]
+        await asyncio.gather(*futures)
+
+
+async def _raw_round(
+    settings: Settings, topic: str, group: str, total: int, confirm: _Confirm | None = None
+) -> tuple[float, float, int]:
     """Seconds and CPU seconds from the first record to the `total`-th, and how many were consumed."""
     consumer = make_consumer(
         settings.kafka, topic, group_id=group, client_id="prik-bench-raw", fetch_max_wait_ms=50
@@ -87,6 +118,8 @@ async def _raw_round(settings: Settings, topic: str, group: str, total: int) -> 
                     first, cpu = time.perf_counter(), time.process_time()
                 for records in batches.values():
                     consumed += len(records)
+                    if confirm is not None:
+                        await confirm.each(records)
                 if time.monotonic() >= next_commit:
                     await consumer.commit()
                     next_commit = time.monotonic() + _COMMIT_EVERY
@@ -155,48 +188,81 @@ async def _prik_round(settings: Settings, group: str, total: int) -> tuple[_Lps,
     return lps, consumer.stats.receipts
 
 
+class _Tally:
+    """Every stage's rounds and counts over a run."""
+
+    def __init__(self) -> None:
+        self.stages = {"baseline": Rounds(), "reference": Rounds(), "prik": Rounds()}
+        self.counts = dict.fromkeys(("consumed", "confirmed", "delivered", "duplicates", "receipts"), 0)
+        self.committed = dict.fromkeys(self.stages, 0)
+        self.outcomes = {o.value: 0 for o in Outcome}
+
+
+async def _round(
+    settings: Settings, topic: str, n: int, confirm: _Confirm, *, tally: _Tally, say: Say
+) -> None:
+    """One round of each stage, each with a group of its own reading every record from the start."""
+    messages, tag = confirm.total, f"{settings.topic_prefix}-{confirm.tag}-{n}"
+    for name in ("baseline", "reference"):
+        say(f"round {n}: {name}")
+        group = f"{tag}-{name}"
+        seconds, cpu, consumed = await _raw_round(
+            settings, topic, group, messages, confirm if name == "reference" else None
+        )
+        tally.stages[name].add(messages, seconds, cpu)
+        tally.counts["consumed" if name == "baseline" else "confirmed"] += consumed
+        tally.committed[name] += await committed_total(settings.kafka, group, topic)
+    say(f"round {n}: prik")
+    group = f"{tag}-clinic"
+    lps, receipts = await _prik_round(settings, group, messages)
+    tally.stages["prik"].add(messages, lps.seconds, lps.cpu_last - lps.cpu_first)
+    tally.counts["delivered"] += len(lps.seen)
+    tally.counts["duplicates"] += lps.duplicates
+    tally.counts["receipts"] += receipts
+    for name, count in lps.outcomes.items():
+        tally.outcomes[name] = tally.outcomes.get(name, 0) + count
+    tally.committed["prik"] += await committed_total(settings.kafka, group, topic)
+
+
 async def bench_consumer(base: Settings, messages: int, rounds: int, say: Say) -> dict[str, Any]:
-    """Alternate rounds of a raw consume loop and the clinic consumer on the same records."""
+    """Alternate rounds of the raw loop, the reference loop and the clinic consumer on the same records."""
+    tally = _Tally()
     async with provisioned(base, "con") as settings:
         topic = settings.topics.deliver(LPS)
         await _publish_deliveries(settings, topic, messages, say)
-        stages = {"baseline": Rounds(), "prik": Rounds()}
-        counts = {"consumed": 0, "delivered": 0, "duplicates": 0, "receipts": 0}
-        committed = {"baseline": 0, "prik": 0}
-        outcomes: dict[str, int] = {}
-        tag = secrets.token_hex(2)
-        for n in range(1, rounds + 1):
-            say(f"round {n}/{rounds}: baseline")
-            group = f"{settings.topic_prefix}-raw-{tag}-{n}"
-            seconds, cpu, consumed = await _raw_round(settings, topic, group, messages)
-            stages["baseline"].add(messages, seconds, cpu)
-            counts["consumed"] += consumed
-            committed["baseline"] += await committed_total(settings.kafka, group, topic)
-
-            say(f"round {n}/{rounds}: prik")
-            group = f"{settings.topic_prefix}-clinic-{tag}-{n}"
-            lps, receipts = await _prik_round(settings, group, messages)
-            stages["prik"].add(messages, lps.seconds, lps.cpu_last - lps.cpu_first)
-            counts["delivered"] += len(lps.seen)
-            counts["duplicates"] += lps.duplicates
-            counts["receipts"] += receipts
-            for name, count in lps.outcomes.items():
-                outcomes[name] = outcomes.get(name, 0) + count
-            committed["prik"] += await committed_total(settings.kafka, group, topic)
-        with contextlib.suppress(PrikError):
-            counts["receipts_on_topic"] = await end_offsets_total(
-                settings.kafka, settings.topics.ingress(LPS)
+        sample = notices(1)[0]
+        receipt = build_receipt(LPS, sample, Outcome.DELIVERED, recipient=sample.recipient, attempts=1)
+        producer = make_producer(settings.kafka, client_id="prik-bench-reference")
+        with kafka_errors(f"connecting to Kafka at {settings.kafka.bootstrap}"):
+            await producer.start()
+        try:
+            confirm = _Confirm(
+                producer, settings.topics.ingress(SENDER), to_bytes(receipt), messages, secrets.token_hex(2)
             )
+            for n in range(1, rounds + 1):
+                await _round(settings, topic, n, confirm, tally=tally, say=say)
+        finally:
+            with kafka_errors("closing the reference loop's producer"):
+                await producer.stop()
+        receipts_on_topic: int | None = None
+        with contextlib.suppress(PrikError):
+            receipts_on_topic = await end_offsets_total(settings.kafka, settings.topics.ingress(LPS))
+    counts, committed, stages = tally.counts, tally.committed, tally.stages
     baseline = stages["baseline"].summary() | {
         "consumed": counts["consumed"],
         "committed": committed["baseline"],
+    }
+    reference = stages["reference"].summary() | {
+        "consumed": counts["confirmed"],
+        "written": counts["confirmed"],
+        "committed": committed["reference"],
     }
     prik = stages["prik"].summary() | {
         "delivered": counts["delivered"],
         "duplicates": counts["duplicates"],
         "receipts": counts["receipts"],
-        "receipts_on_topic": counts.get("receipts_on_topic"),
-        "outcomes": {name: outcomes.get(name, 0) for name in (o.value for o in Outcome)},
+        "receipts_on_topic": receipts_on_topic,
+        "outcomes": tally.outcomes,
         "committed": committed["prik"],
     }
     ratio = prik["per_second"] / baseline["per_second"]
@@ -206,8 +272,10 @@ async def bench_consumer(base: Settings, messages: int, rounds: int, say: Say) -
         "messages": messages,
         "rounds": rounds,
         "baseline": baseline,
+        "reference": reference,
         "prik": prik,
-        "ratio": round(ratio, 3),
+        "ratio": round(ratio, 4),
+        "ratio_to_reference": round(prik["per_second"] / reference["per_second"], 4),
         "target": CONSUMER_TARGET,
         "met": ratio >= CONSUMER_TARGET,
         "peak_rss_mb": round(peak_rss_mb(), 1),

@@ -12,7 +12,7 @@ from .conftest import World
 
 pytestmark = pytest.mark.kafka
 
-_STAGE_KEYS = {"per_second", "median_per_second", "rounds_per_second"}
+_STAGE_KEYS = {"per_second", "median_per_second", "rounds_per_second", "cpu_us_per_message"}
 _REPORT_KEYS = {
     "stage",
     "bootstrap",
@@ -59,8 +59,13 @@ def test_bench_publisher_counts_every_acknowledgement(world: World) -> None:
 
 def test_bench_consumer_delivers_and_receipts_every_record(world: World) -> None:
     report = _bench(world, "consumer", 300, 1)
-    baseline, prik = report["baseline"], report["prik"]
+    baseline, reference, prik = report["baseline"], report["reference"], report["prik"]
     assert baseline["consumed"] == baseline["committed"] == 300
+    assert reference["consumed"] == reference["written"] == reference["committed"] == 300
+    assert reference.keys() >= _STAGE_KEYS
+    assert report["ratio_to_reference"] == pytest.approx(
+        prik["per_second"] / reference["per_second"], rel=0.01, abs=0.001
+    )
     assert prik["delivered"] == prik["receipts"] == prik["receipts_on_topic"] == prik["committed"] == 300
     assert prik["duplicates"] == 0
     assert prik["outcomes"] == {"delivered": 300, "expired": 0, "rejected": 0, "dead-lettered": 0}
