@@ -171,7 +171,9 @@ async def _run_pipeline(
 
 
 def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
 def _x(value: float | None) -> str:
@@ -179,7 +181,8 @@ def _x(value: float | None) -> str:
 
 
 def _print_pipeline(report: dict[str, Any]) -> None:
-    console = Console()
+    # Piped or captured, rich would assume 80 columns and cut the figures short.
+    console = Console() if sys.stdout.isatty() else Console(width=110)
     mode = "as fast as it goes" if report["mode"] == "saturate" else f"{report['rate']:.0f} msg/s"
     stages = Table(title=f"{report['messages']} messages, {mode}; latency in ms")
     for column in ("stage", "sent", "delivered", "backlog", "p50", "p99", "p99.9", "max", "msg/s"):
