@@ -64,6 +64,7 @@ __all__ = ["GONE_REASON", "Endpoint", "Phase", "Pipeline", "Record"]
 _log = get_logger("prik.consumers")
 _ERROR_HEADERS = frozenset({ERROR_STAGE, ERROR_REASON, ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET})
 GONE_REASON = "endpoint gone (410)"
+_STRUCTURED = (CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode())
 
 
 @dataclass(slots=True)
@@ -159,6 +160,8 @@ class Pipeline:
         self.metrics = metrics or ConsumerMetrics(lps)
         self._lps = lps
         self._topics = topics
+        # Checked once here rather than for every receipt (Topics checks the name each call).
+        self._receipts_topic = topics.ingress(lps)
         self._deliverer = deliverer
         self._outbox = outbox
         self._stats = stats
@@ -331,10 +334,10 @@ class Pipeline:
         )
         phase.enter("publish", self._publish_budget)
         await self._publish(
-            self._topics.ingress(self._lps),
+            self._receipts_topic,
             key=message.id.encode(),
             value=to_bytes(receipt),
-            headers=[(CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode()), *_route_of(record)],
+            headers=[_STRUCTURED, *_route_of(record)],
         )
         self._stats.receipts += 1
         self._stats.count(outcome)
