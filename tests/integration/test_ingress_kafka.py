@@ -20,6 +20,7 @@ from broker.tenancy import admission_refusal
 from consumers import Backoff, ClinicConsumer, ReferenceLps, WebhookDeliverer
 from contracts import Message, Outcome, Receipt, parse, to_binary, to_bytes
 from producers import read_records, read_replies, video_queue_notice
+from producers.keys import key_of
 from tests.hostile.corpus import CPRS
 
 from .conftest import CLINIC, World
@@ -130,13 +131,17 @@ async def test_structured_and_binary_reach_the_lps_and_the_receipt_follows(
 
     # The answers name where Kafka stored each message.
     stored = {
-        (r.topic, r.partition, r.offset): r.value
+        (r.topic, r.partition, r.offset): r
         async for r in read_records(world.kafka, world.topics.ingress(VIDEO))
     }
     for sent, answer in ((structured, first), (in_binary, second)):
         assert set(answer) == {"id", "topic", "partition", "offset"}
         assert answer["id"] == sent.id
-        assert stored[answer["topic"], answer["partition"], answer["offset"]] == to_bytes(sent)
+        record = stored[answer["topic"], answer["partition"], answer["offset"]]
+        # Exactly the record the SDK's Publisher writes: canonical bytes, its key, its one header.
+        assert record.value == to_bytes(sent)
+        assert record.key == key_of(sent).encode()
+        assert list(record.headers) == [("content-type", b"application/cloudevents+json")]
 
     # The router routes them as usual; the LPS gets both, the sender a `delivered` receipt each.
     ids = {structured.id, in_binary.id}
