@@ -53,6 +53,7 @@ from contracts.topics import Topics
 from prik.logs import get_logger, trace_fields
 
 from .backoff import Backoff
+from .deadline import Deadline
 from .deliverers import Deliverer, Delivery
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError, safe_reason
 from .outbox import Outbox
@@ -268,7 +269,7 @@ class Pipeline:
         message = delivery.message
         try:
             # A callback that never returns must not hold its clinic for ever.
-            async with asyncio.timeout(self._attempt_timeout):
+            async with Deadline(self._attempt_timeout):
                 await self._deliverer.deliver(delivery)
         except EndpointGone:
             self.metrics.attempt("gone")
