@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Collection, Mapping
 
 import structlog
 
@@ -59,18 +60,45 @@ class _LibraryHandler(logging.Handler):
 
 
 def _without_bytes(record: logging.LogRecord) -> str:
-    """The record's message with every bytes argument shown as its size only.
+    """The record's message with no record content in it: bytes as their size, objects as their type.
 
-    aiokafka's debug line "Sending (key=%s value=%s)" quotes whole records, and a
-    record's value holds patient data (a CPR): no log line may carry it.
+    aiokafka's debug lines quote whole records ("Sending (key=%s value=%s)") and whole
+    fetch responses (their message sets), and a record's value holds patient data (a
+    CPR): no log line may carry it. Only plain scalars, and containers of them, are shown.
     """
+    if not isinstance(record.msg, str):
+        return f"<{type(record.msg).__name__}>"
     args = record.args
     if isinstance(args, tuple) and args:
-        shown = tuple(
-            f"<{len(a)} bytes>" if isinstance(a, bytes | bytearray | memoryview) else a for a in args
-        )
-        return str(record.msg) % shown
-    return record.getMessage()
+        return record.msg % tuple(_shown(a) for a in args)
+    if isinstance(args, dict) and args:
+        return record.msg % {k: _shown(v) for k, v in args.items()}
+    return record.msg
+
+
+_SCALARS = (str, int, float, bool, type(None))
+_MAX_ITEMS = 20
+
+
+def _shown(value: object, depth: int = 0) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    if depth < 3 and isinstance(value, tuple | list | set | frozenset | dict):
+        return _shown_container(value, depth)
+    return f"<{type(value).__name__}>"
+
+
+def _shown_container(value: Collection[object] | Mapping[object, object], depth: int) -> object:
+    if isinstance(value, Mapping):
+        return {str(_shown(k, depth + 1)): _shown(v, depth + 1) for k, v in list(value.items())[:_MAX_ITEMS]}
+    items = [_shown(v, depth + 1) for v in list(value)[:_MAX_ITEMS]]
+    if len(value) <= _MAX_ITEMS and all(a is b for a, b in zip(items, value, strict=False)):
+        return value  # nothing hidden in it (a TopicPartition keeps its readable form)
+    return items
 
 
 def _route_library_logs(level: int) -> None:

@@ -418,3 +418,25 @@ async def test_a_metrics_port_in_use_is_a_configuration_error() -> None:
             await second.start()
     finally:
         await first.stop()
+
+
+class _FetchResponse:
+    """Stands for aiokafka's protocol structs, whose repr carries whole message sets."""
+
+    def __repr__(self) -> str:
+        return f"FetchResponse(message_set={CPR.encode()!r})"
+
+
+def test_a_library_line_that_quotes_a_response_or_nested_records_shows_no_content() -> None:
+    # aiokafka's fetcher logs whole responses (%r); others quote tuples and dicts holding records.
+    args = (_FetchResponse(), [("t", 0, CPR.encode())], {"value": CPR.encode()}, ("topic", 3), 7, None)
+    line = "Fetch response %r, batch %s, extra %s, at %s, node %s, %s"
+    record = logging.LogRecord("aiokafka", logging.DEBUG, __file__, 1, line, args, None)
+    with capture_logs() as logs:
+        _LibraryHandler().emit(record)
+    [entry] = logs
+    assert CPR not in entry["message"]
+    assert entry["message"] == (
+        "Fetch response '<_FetchResponse>', batch [['t', 0, '<10 bytes>']], "
+        "extra {'value': '<10 bytes>'}, at ('topic', 3), node 7, None"
+    )
