@@ -16,15 +16,12 @@ checked (`safe_reason`) before it reaches a dead-letter header or a receipt.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
 from aiokafka.structs import TopicPartition
-from structlog.typing import FilteringBoundLogger
 
 from contracts import (
     STRUCTURED_CONTENT_TYPE,
@@ -56,6 +53,7 @@ from .backoff import Backoff
 from .deadline import Deadline
 from .deliverers import Deliverer, Delivery
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError, safe_reason
+from .message_log import about, debugging
 from .outbox import Outbox
 from .receipts import build_receipt
 from .stats import ConsumerMetrics, ConsumerStats, OutcomeEvent
@@ -245,7 +243,7 @@ class Pipeline:
             remaining = self._max_retry_time - elapsed
             if remaining <= 0:
                 reason = f"gave up after {attempts} attempts in {elapsed:.0f} s (last: {last_reason})"
-                _about(message, record.clinic).warning("giving up, dead-lettering", attempts=attempts)
+                about(message, record.clinic).warning("giving up, dead-lettering", attempts=attempts)
                 await self._final(
                     record, message, phase, Outcome.DEAD_LETTERED, attempts=attempts, reason=reason
                 )
@@ -257,7 +255,7 @@ class Pipeline:
                 # Wake at expiry so the `expired` receipt is not late.
                 delay = min(delay, max(0.0, (expiry - datetime.now(UTC)).total_seconds()))
             self._stats.retries += 1
-            _about(message, record.clinic).info(
+            about(message, record.clinic).info(
                 "delivery failed, will retry", reason=last_reason, attempts=attempts, delay=round(delay, 3)
             )
             phase.enter("wait", delay)
@@ -274,7 +272,7 @@ class Pipeline:
         except EndpointGone:
             self.metrics.attempt("gone")
             if not self.endpoint.is_disabled:
-                _about(message, delivery.clinic, delivery.attempt).warning(
+                about(message, delivery.clinic, delivery.attempt).warning(
                     "endpoint answered 410 Gone: disabled, dead-lettering what follows"
                 )
             self.endpoint.disable()
@@ -284,7 +282,7 @@ class Pipeline:
             self.metrics.attempt("refused")
             # `reason` is a plain attribute a vendor's subclass may have set: check it again.
             reason = safe_reason(exc.reason)
-            _about(message, delivery.clinic, delivery.attempt).warning(
+            about(message, delivery.clinic, delivery.attempt).warning(
                 "delivery refused, dead-lettering", reason=reason
             )
             return Outcome.DEAD_LETTERED, reason, None
@@ -344,7 +342,7 @@ class Pipeline:
         self._stats.count(outcome)
         self.metrics.outcome(outcome)
         self._stats.progress = receipt.data.at
-        if _debugging():
+        if debugging():
             _log.debug(
                 "final outcome",
                 message_id=message.id,
@@ -430,27 +428,6 @@ class Pipeline:
             _log.error("kafka refused a write for good, going on", topic=topic, error=type(exc).__name__)
         except Exception as exc:
             raise _Abandoned from exc
-
-
-def _about(message: Message, clinic: str, attempts: int | None = None) -> FilteringBoundLogger:
-    """The log bound to one message, made only when a line is written.
-
-    Binding costs ~9 µs (structlog builds a logger each time): too much to pay for
-    every delivered message when only failures are logged at info and above.
-    """
-    fields: dict[str, object] = {"message_id": message.id, "tenant": message.source, "clinic": clinic}
-    if attempts is not None:
-        fields["attempts"] = attempts
-    return _log.bind(**fields, **trace_fields(message.traceparent))
-
-
-def _debugging() -> bool:
-    """Whether debug lines are written (cheaper than a filtered call through structlog's proxy)."""
-    level = getattr(structlog.get_config()["wrapper_class"], "get_effective_level", None)
-    try:
-        return level is None or int(level(None)) <= logging.DEBUG
-    except (TypeError, ValueError):
-        return True
 
 
 def _route_of(record: Record) -> list[tuple[str, bytes]]:
