@@ -96,6 +96,8 @@ class Publisher:
         # Concurrent publishes that all saw the same fatal error must restart it only once.
         self._generation = 0
         self._restart_lock = asyncio.Lock()
+        # One batch at a time per partition queues in aiokafka (see `_queue`).
+        self._queueing: dict[int, asyncio.Lock] = {}
 
     @property
     def topic(self) -> str:
@@ -244,16 +246,12 @@ class Publisher:
                     ):
                         # Full: off it goes, and the record starts the next one (a first record always fits).
                         batch.close()
-                        queued.append(
-                            (await producer.send_batch(batch, topic, partition=partition), partition, members)
-                        )
+                        queued.append((await self._queue(producer, batch, partition), partition, members))
                         batch, members = producer.create_batch(), []
                         batch.append(key=record.key, value=record.value, timestamp=None, headers=_HEADERS)
                     members.append(index)
                 batch.close()
-                queued.append(
-                    (await producer.send_batch(batch, topic, partition=partition), partition, members)
-                )
+                queued.append((await self._queue(producer, batch, partition), partition, members))
         except FATAL_PRODUCER_ERRORS as exc:
             # What was not queued counts as failed by the same error.
             outcomes: list[Any] = [exc] * len(records)
@@ -264,6 +262,22 @@ class Publisher:
         outcomes = [None] * len(records)
         await self._settle(queued, outcomes)
         return outcomes
+
+    async def _queue(self, producer: AIOKafkaProducer, batch: Any, partition: int) -> asyncio.Future[Any]:  # noqa: ANN401 - aiokafka's BatchBuilder has no types
+        """`send_batch`, one caller per partition at a time, in the order they came.
+
+        aiokafka's `add_batch` waits for the partition's queued batch to be taken, and
+        counts each wait against its timeout from the first one (0.14: `timeout -=
+        now - start` with a fixed start): with many callers waking and re-queueing,
+        most of 400 concurrent two-message calls failed with KafkaTimeoutError. Behind
+        this lock each caller waits for at most the batch before its own.
+        """
+        lock = self._queueing.get(partition)
+        if lock is None:
+            lock = self._queueing[partition] = asyncio.Lock()
+        async with lock:
+            future: asyncio.Future[Any] = await producer.send_batch(batch, self._topic, partition=partition)
+            return future
 
     async def _settle(
         self, queued: Sequence[tuple[asyncio.Future[Any], int, list[int]]], outcomes: list[Any]
