@@ -61,10 +61,18 @@ class KeyPartitioner:
     def __init__(self) -> None:
         self._hashes: dict[bytes, int] = {}
 
-    def __call__(self, key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+    def __call__(
+        self,
+        key: bytes | bytearray | memoryview | None,
+        all_partitions: Sequence[int],
+        available: Sequence[int],
+    ) -> int:
         if key is None:
             # As aiokafka: an unkeyed record goes anywhere (prik keys every record it writes).
             return random.choice(available or all_partitions)  # noqa: S311 - spreading load, not a secret
+        if type(key) is not bytes:
+            # aiokafka's default takes any buffer (a bytearray is not hashable, so not cached as it is).
+            key = bytes(key)
         hashed = self._hashes.get(key)
         if hashed is None:
             if len(self._hashes) >= _CACHE_SIZE:
