@@ -80,10 +80,20 @@ class BatchWriter:
             await asyncio.shield(flusher)
 
     async def _flush_all(self) -> None:
+        writes: list[_Write] = []
         try:
             while self._pending:
                 writes, self._pending = self._pending, []
-                await self._flush(writes)
+                try:
+                    await self._flush(writes)
+                except Exception as exc:  # noqa: BLE001  a record a batch refuses: its writers get the error
+                    # Not just the one record: its writers would otherwise wait for ever.
+                    for write in writes:
+                        _fail(write.done, exc)
+        except BaseException:
+            for write in writes:
+                _fail(write.done, ProducerClosed())
+            raise
         finally:
             self._flusher = None
             # Cancelled (the loop is closing): nobody waits for ever on what was left.
