@@ -258,7 +258,11 @@ class Publisher:
             await self._settle(queued, outcomes)
             return outcomes
         except AIOKafkaError as exc:
+            _abandon(queued)
             raise translate(exc, f"publishing to {topic}") from exc
+        except BaseException:
+            _abandon(queued)  # cancelled mid-way
+            raise
         outcomes = [None] * len(records)
         await self._settle(queued, outcomes)
         return outcomes
@@ -313,3 +317,14 @@ class Publisher:
                     await old.stop()
             self._generation += 1
             await self.start()
+
+
+def _abandon(queued: Sequence[tuple[asyncio.Future[Any], int, list[int]]]) -> None:
+    """Batches already queued still go; their outcome, nobody waits for, is not printed as unretrieved."""
+    for future, _, _ in queued:
+        future.add_done_callback(_observe)
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

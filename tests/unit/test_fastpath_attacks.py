@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import uuid
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import HealthCheck, given, settings
@@ -22,9 +24,11 @@ from hypothesis import strategies as st
 from consumers.batching import BatchWriter
 from consumers.deadline import Deadline
 from consumers.receipts import _RECEIPT_NAMESPACE, receipt_id
+from contracts import Topics
 from contracts.headers import normalise_headers
 from prik.partitioning import KeyPartitioner, murmur2
-from producers import video_queue_notice
+from prik.settings import KafkaSettings
+from producers import Publisher, video_queue_notice
 
 # -- murmur2 and the partitioner ------------------------------------------------
 
@@ -274,3 +278,77 @@ def test_batches_are_only_for_real_producers_and_small_keyed_records() -> None:
     assert not BatchWriter.takes(producer, b"k", None)
     assert not BatchWriter.takes(producer, b"k", b"x" * (64 * 1024))
     assert not BatchWriter.takes(object(), b"k", b"v")
+
+
+# -- Publisher.publish_many's batches -------------------------------------------
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.records = 0
+
+    def append(self, **_: object) -> object:
+        self.records += 1
+        return object()
+
+    def close(self) -> None:
+        pass
+
+
+class _StallingProducer(AIOKafkaProducer):  # type: ignore[misc]  # aiokafka ships no types
+    """Takes the first batch, then stalls on the next one until cancelled."""
+
+    def __init__(self) -> None:  # no client: nothing is opened
+        self.acks: list[asyncio.Future[Any]] = []
+        self.stalled = asyncio.Event()
+
+    async def start(self) -> None:
+        pass
+
+    async def flush(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(6))
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        if self.acks:
+            self.stalled.set()
+            await asyncio.sleep(3600)
+        ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.acks.append(ack)
+        return ack
+
+
+async def test_a_cancelled_publish_many_leaves_no_unretrieved_batch_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch already queued fails after its caller was cancelled: nothing is printed about it."""
+    producer = _StallingProducer()
+    publisher = Publisher(
+        KafkaSettings(bootstrap="127.0.0.1:1"),
+        "minlaege-video",
+        Topics("t"),
+        producer_factory=lambda _: producer,
+    )
+    clinics = [str(100000000000 + i) for i in range(30)]
+    notices = [video_queue_notice("minlaege-video", c, event="joined", queue_entry_id="q") for c in clinics]
+    async with publisher:
+        task = asyncio.create_task(publisher.publish_many(notices))
+        await producer.stalled.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        producer.acks[0].set_exception(KafkaTimeoutError())
+        await asyncio.sleep(0.01)
+    producer.acks.clear()
+    del task
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
