@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from contracts import KafkaError, Message, Topics, parse
 from deploy.topics import apply_topics
 from prik.kafka import make_producer
+from prik.partitioning import KeyPartitioner
 from prik.settings import KafkaSettings
 from prik.tenants import load_tenants
 from producers import Publisher, partitions_of, read_records, video_queue_notice
@@ -151,3 +154,34 @@ async def test_a_missing_topic_is_one_prik_error(kafka_bootstrap: str, topic_pre
     text = str(caught.value)
     assert "\n" not in text
     assert pub.topic in text
+
+
+def _kcat(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    kcat = shutil.which("kcat")
+    assert kcat is not None, "kcat is not installed: run `make setup` (Debian's kcat)"
+    return subprocess.run([kcat, *args], input=stdin, capture_output=True, timeout=60, check=False)
+
+
+async def test_kcat_with_kafkas_partitioner_agrees_with_prik(kafka_bootstrap: str, topic_prefix: str) -> None:
+    """librdkafka's default (CRC32) does not: a sender using kcat must ask for murmur2, as the guide says."""
+    kafka, _topics, topic = await _setup(kafka_bootstrap, topic_prefix)
+    rng = random.Random(9)
+    keys = [str(rng.randrange(10**11, 10**12)) for _ in range(60)]
+    lines = b"".join(f"{k}|{i}\n".encode() for i, k in enumerate(keys))
+    done = _kcat(
+        "-b", kafka_bootstrap, "-P", "-t", topic, "-K", "|", "-X", "partitioner=murmur2_random", stdin=lines
+    )
+    assert done.returncode == 0, done.stderr
+    partitions = [tp.partition for tp in await partitions_of(kafka, topic)]
+    ours = KeyPartitioner()
+    landed = {(r.key or b"").decode(): r.partition async for r in read_records(kafka, topic)}
+    assert landed == {k: ours(k.encode(), partitions, partitions) for k in keys}
+    # And librdkafka's default partitioner puts most of these keys elsewhere.
+    done = _kcat("-b", kafka_bootstrap, "-P", "-t", topic, "-K", "|", stdin=lines.replace(b"|", b"|d"))
+    assert done.returncode == 0, done.stderr
+    elsewhere = {
+        (r.key or b"").decode()
+        async for r in read_records(kafka, topic)
+        if (r.value or b"").startswith(b"d") and r.partition != landed[(r.key or b"").decode()]
+    }
+    assert len(elsewhere) > len(keys) // 2
