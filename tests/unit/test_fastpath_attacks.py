@@ -14,15 +14,19 @@ import uuid
 from typing import Any
 
 import pytest
+import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from aiokafka.producer.message_accumulator import MessageAccumulator
+from aiokafka.record.default_records import DefaultRecordBatch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.batching import BatchWriter
 from consumers.deadline import Deadline
+from consumers.message_log import about
 from consumers.receipts import _RECEIPT_NAMESPACE, receipt_id
 from contracts import Topics
 from contracts.headers import normalise_headers
@@ -352,3 +356,75 @@ async def test_a_cancelled_publish_many_leaves_no_unretrieved_batch_error(
     gc.collect()
     await asyncio.sleep(0)
     assert "never retrieved" not in caplog.text
+
+
+# -- each writer waits for its own batch's acknowledgement ----------------------
+
+
+class _AckingProducer(AIOKafkaProducer):  # type: ignore[misc]  # aiokafka ships no types
+    """Real batch builders; each queued batch's acknowledgement is resolved by the test."""
+
+    def __init__(self) -> None:  # no client: nothing is opened
+        self.queued: list[tuple[int, asyncio.Future[Any], list[bytes]]] = []
+        self._builders = MessageAccumulator(None, 256 * 1024, 0, 30, loop=asyncio.get_running_loop())
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(6))
+
+    def create_batch(self) -> Any:
+        return self._builders.create_builder()
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        keys = [r.key for r in DefaultRecordBatch(bytearray(batch._build()))]
+        self.queued.append((partition, ack, keys))
+        return ack
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=60), st.data())
+async def test_writers_wait_for_their_own_batch_and_get_its_outcome(
+    keys: list[int], data: st.DataObject
+) -> None:
+    producer = _AckingProducer()
+    writer = BatchWriter()
+    tasks = {
+        i: asyncio.create_task(
+            writer.write(producer, "t", f"key-{k}".encode(), str(i).encode(), [("h", b"v")])
+        )
+        for i, k in enumerate(keys)
+    }
+    for _ in range(1000):  # the flusher's turns: no I/O, no timers
+        if sum(len(q[2]) for q in producer.queued) == len(keys):
+            break
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not any(t.done() for t in tasks.values()), "a writer returned before Kafka acknowledged"
+    partitions = list(range(6))
+    failed: set[bytes] = set()
+    for partition, ack, batch_keys in producer.queued:
+        assert all(DefaultPartitioner()(k, partitions, partitions) == partition for k in batch_keys)
+        if data.draw(st.booleans()):
+            ack.set_exception(KafkaTimeoutError())
+            failed |= set(batch_keys)
+        else:
+            ack.set_result(None)
+    await asyncio.wait(list(tasks.values()), timeout=5)
+    for i, k in enumerate(keys):
+        key = f"key-{k}".encode()
+        if key in failed:
+            assert isinstance(tasks[i].exception(), KafkaTimeoutError)
+        else:
+            assert tasks[i].result() is None
+    await writer.close()
+
+
+def test_the_message_log_never_carries_a_cpr() -> None:
+    notice = video_queue_notice(
+        "minlaege-video", "123456789012", event="called", queue_entry_id="q", cpr="0101901234"
+    )
+    with structlog.testing.capture_logs() as lines:
+        about(notice, "123456789012", 2).warning("delivery failed, will retry", reason="x")
+    assert lines
+    assert "0101901234" not in repr(lines)
+    assert lines[0]["message_id"] == notice.id
