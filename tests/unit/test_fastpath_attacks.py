@@ -16,11 +16,17 @@ from typing import Any
 import pytest
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+    UnknownTopicOrPartitionError,
+)
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from aiokafka.producer.message_accumulator import MessageAccumulator
 from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.structs import RecordMetadata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +34,7 @@ from consumers.batching import BatchWriter
 from consumers.deadline import Deadline
 from consumers.message_log import about
 from consumers.receipts import _RECEIPT_NAMESPACE, receipt_id
-from contracts import Topics
+from contracts import KafkaError, NotAuthorisedError, PrikError, Topics
 from contracts.headers import normalise_headers
 from prik.partitioning import KeyPartitioner, murmur2
 from prik.settings import KafkaSettings
@@ -428,3 +434,64 @@ def test_the_message_log_never_carries_a_cpr() -> None:
     assert lines
     assert "0101901234" not in repr(lines)
     assert lines[0]["message_id"] == notice.id
+
+
+# -- Publisher.publish_many when Kafka fails it ---------------------------------
+
+
+class _BrokenProducer(_StallingProducer):
+    """Fails at one step of a batched publish with one of aiokafka's errors."""
+
+    def __init__(self, step: str, error: type[Exception]) -> None:
+        super().__init__()
+        self.step, self.error = step, error
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        if self.step == "metadata":
+            raise self.error
+        return set(range(6))
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        if self.step == "queue" and self.acks:
+            raise self.error
+        ack: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.step == "ack":
+            ack.set_exception(self.error())
+        else:
+            ack.set_result(RecordMetadata(topic, partition, None, 7, -1, 0, None))
+        self.acks.append(ack)
+        return ack
+
+
+@pytest.mark.parametrize("step", ["metadata", "queue", "ack"])
+@pytest.mark.parametrize(
+    "error",
+    [KafkaConnectionError, KafkaTimeoutError, UnknownTopicOrPartitionError, TopicAuthorizationFailedError],
+)
+async def test_a_failing_kafka_is_one_prik_error_and_nothing_printed(
+    step: str, error: type[Exception], capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    producer = _BrokenProducer(step, error)
+    publisher = Publisher(
+        KafkaSettings(bootstrap="127.0.0.1:1"),
+        "minlaege-video",
+        Topics("t"),
+        producer_factory=lambda _: producer,
+    )
+    notices = [
+        video_queue_notice("minlaege-video", str(100000000000 + i), event="joined", queue_entry_id="q")
+        for i in range(40)
+    ]
+    async with publisher:
+        with pytest.raises(PrikError) as caught:
+            await publisher.publish_many(notices)
+    assert isinstance(
+        caught.value, NotAuthorisedError if error is TopicAuthorizationFailedError else KafkaError
+    )
+    assert "\n" not in str(caught.value)
+    assert publisher.topic in str(caught.value)
+    producer.acks.clear()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert capsys.readouterr() == ("", "")
+    assert caplog.text == ""
