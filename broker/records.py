@@ -10,6 +10,7 @@ from contracts.headers import normalise_headers
 __all__ = ["Headers", "Incoming", "Outgoing"]
 
 Headers = tuple[tuple[str, bytes], ...]
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +28,19 @@ class Incoming:
     def from_record(cls, record: Any) -> Incoming:  # noqa: ANN401 - aiokafka and FastStream records alike
         """As the client handed it over: null header values count as absent, odd keys and values as none."""
         key, value = record.key, record.value
+        # bytes, what aiokafka hands over, are kept as they are: no isinstance against a union per record.
+        if type(key) is not bytes:
+            key = bytes(key) if isinstance(key, _BYTES_LIKE) else None
+        if type(value) is not bytes:
+            value = bytes(value) if isinstance(value, _BYTES_LIKE) else None
         return cls(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=bytes(key) if isinstance(key, bytes | bytearray | memoryview) else None,
-            value=bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None,
-            headers=normalise_headers(record.headers),
-            unreadable=getattr(record, "unreadable", None),
+            record.topic,
+            record.partition,
+            record.offset,
+            key,
+            value,
+            normalise_headers(record.headers),
+            getattr(record, "unreadable", None),
         )
 
 
