@@ -45,13 +45,18 @@ class DedupWindow:
 
     def add(self, topic: str, partition: int, source: str, message_id: str, *, age: float = 0.0) -> None:
         """Remember a message; `age` (seconds) back-dates one read again from the log."""
-        entries = self._seen.setdefault((topic, partition), OrderedDict())
+        entries = self._seen.get((topic, partition))
+        if entries is None:
+            entries = self._seen[topic, partition] = OrderedDict()
         now = self._clock()
-        entries[(source, message_id)] = now - age
-        entries.move_to_end((source, message_id))
+        key = (source, message_id)
+        if key in entries:
+            entries.move_to_end(key)
+        entries[key] = now - age
+        window, most = self._window, self._max
         while entries:
-            _, oldest = next(iter(entries.items()))
-            if now - oldest < self._window and len(entries) <= self._max:
+            oldest = next(iter(entries.values()))
+            if now - oldest < window and len(entries) <= most:
                 break
             entries.popitem(last=False)
 

@@ -93,12 +93,14 @@ class Batch:
     topic_exists: Callable[[str], bool] = _every_topic
     seen: set[tuple[str, int, str, str]] = field(default_factory=set)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
-    _undo: list[Callable[[], None]] = field(default_factory=list)
+    # What to undo, newest last: a dedup key to forget, or a function (no closure per seen record).
+    _undo: list[tuple[str, int, str, str] | Callable[[], None]] = field(default_factory=list)
 
     def see(self, key: tuple[str, int, str, str]) -> None:
-        if key not in self.seen:
-            self.seen.add(key)
-            self._undo.append(lambda: self.seen.discard(key))
+        seen = self.seen
+        if key not in seen:
+            seen.add(key)
+            self._undo.append(key)
 
     def stage_task(self, key: str, record: TaskRecord) -> None:
         previous = self.tasks.get(key)
@@ -117,8 +119,13 @@ class Batch:
 
     def rollback(self, checkpoint: int) -> None:
         """Forget what a record staged: a refused record leaves no dedup entry and no task."""
-        while len(self._undo) > checkpoint:
-            self._undo.pop()()
+        undo = self._undo
+        while len(undo) > checkpoint:
+            entry = undo.pop()
+            if isinstance(entry, tuple):
+                self.seen.discard(entry)
+            else:
+                entry()
 
 
 @dataclass(slots=True)
