@@ -146,6 +146,13 @@ async def _submit(
         for write in members:
             _fail(write.done, exc)
         return
+    if producer._closed:  # noqa: SLF001  aiokafka has no public "stopped" test
+        # Stopped while add_batch waited (the outbox's restart or stop): it queues into the
+        # closed accumulator all the same, where nothing sends or fails the batch any more.
+        acknowledged.add_done_callback(_observe)
+        for write in members:
+            _fail(write.done, ProducerClosed())
+        return
 
     def settle(ack: asyncio.Future[Any]) -> None:
         # Abandoned (the producer was closed first): a retriable error, so the record stays unfinished.
@@ -162,3 +169,8 @@ async def _submit(
 def _fail(done: asyncio.Future[None], error: BaseException) -> None:
     if not done.done():
         done.set_exception(error)
+
+
+def _observe(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError as AIOKafkaError
+from aiokafka.errors import ProducerClosed
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from contracts import (
@@ -281,7 +282,12 @@ class Publisher:
             lock = self._queueing[partition] = asyncio.Lock()
         async with lock:
             future: asyncio.Future[Any] = await producer.send_batch(batch, self._topic, partition=partition)
-            return future
+        if producer._closed:  # noqa: SLF001  aiokafka has no public "stopped" test
+            # Stopped while add_batch waited (a restart, a stop): it queues into the closed
+            # accumulator all the same, where nothing sends or fails the batch any more.
+            future.add_done_callback(_observe)
+            raise ProducerClosed
+        return future
 
     async def _settle(
         self, queued: Sequence[tuple[asyncio.Future[Any], int, list[int]]], outcomes: list[Any]

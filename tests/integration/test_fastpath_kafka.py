@@ -185,3 +185,26 @@ async def test_kcat_with_kafkas_partitioner_agrees_with_prik(kafka_bootstrap: st
         if (r.value or b"").startswith(b"d") and r.partition != landed[(r.key or b"").decode()]
     }
     assert len(elsewhere) > len(keys) // 2
+
+
+async def test_a_publisher_stopped_while_a_batch_waits_to_queue_does_not_hang_the_call(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """aiokafka's add_batch does not look again whether the producer closed while it waited.
+
+    A call whose next batch waits for the partition's queue when the producer stops (a stop
+    during publishing, or a restart after a fatal error) must end, with its results or a prik
+    error, not wait for an acknowledgement that never comes.
+    """
+    kafka, topics, _topic = await _setup(kafka_bootstrap, topic_prefix)
+    clinic = CLINICS[0]  # one partition: every batch after the first waits for the one before
+    notices = [_notice(clinic, i, 1900) for i in range(1200)]
+    async with Publisher(kafka, TENANT, topics) as pub:
+        await pub.publish(notices[0])  # connected, metadata known
+        call = asyncio.create_task(pub.publish_many(notices[1:]))
+        await asyncio.sleep(0.05)
+        await pub.stop()
+        done, _ = await asyncio.wait([call], timeout=60)
+        assert done, "publish_many waited for ever on a batch queued into a stopped producer"
+        error = call.exception()
+        assert error is None or isinstance(error, KafkaError)
