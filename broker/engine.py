@@ -30,7 +30,7 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts import ErrorStage, KafkaError
 from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_consumer, make_producer
-from prik.logs import get_logger, trace_fields
+from prik.logs import debug_enabled, get_logger, trace_fields
 from prik.metrics import partition_lags
 from prik.quarantine import read_one
 from prik.settings import KafkaSettings
@@ -439,11 +439,12 @@ class TransactionalEngine:
         await self._committed([(rec, Routed("rejected", "", [letter], stage=str(stage)))])
 
     async def _committed(self, decided: list[tuple[Incoming, Routed]]) -> None:
+        debug = debug_enabled()
         for rec, routed in decided:
             self.stats.verdicts[routed.verdict] = self.stats.verdicts.get(routed.verdict, 0) + 1
             if self.metrics is not None:
                 self.metrics.decided(rec, routed)
-            if routed.message_id is not None:
+            if debug and routed.message_id is not None:
                 # Debug only, one line per record: ids and the verdict, never the record's content.
                 _log.debug(
                     "router.decided",

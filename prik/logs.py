@@ -10,12 +10,17 @@ import structlog
 
 from contracts import codec
 
-__all__ = ["configure_logging", "get_logger", "trace_fields"]
+__all__ = ["configure_logging", "debug_enabled", "get_logger", "trace_fields"]
+
+# The level configure_logging set; until then everything is shown (structlog's default).
+_level = logging.NOTSET
 
 
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     use_json = not sys.stderr.isatty() if json is None else json
     numeric = logging.getLevelNamesMapping()[level.upper()]
+    global _level  # noqa: PLW0603 - one process-wide level, as structlog's own configuration is
+    _level = numeric
     _route_library_logs(numeric)
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(serializer=codec.dumps_log)
@@ -108,6 +113,11 @@ def _route_library_logs(level: int) -> None:
         library.handlers = [handler]
         library.propagate = False
         library.setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
+
+
+def debug_enabled() -> bool:
+    """Whether debug lines are shown: a per-record debug line costs a logger build even when filtered."""
+    return _level <= logging.DEBUG
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
