@@ -23,6 +23,7 @@ __all__ = [
     "ApplyReport",
     "TopicSpec",
     "apply_topics",
+    "delete_topics_under",
     "min_insync_replicas",
     "topic_specs",
 ]
@@ -123,6 +124,16 @@ def topic_specs(topics: Topics, tenants: Tenants, replication: int) -> list[Topi
         spec(topics.tasks, CO_PARTITIONED, **{"cleanup.policy": "compact"}),
     ]
     return specs
+
+
+async def delete_topics_under(kafka: KafkaSettings, prefix: str) -> int:
+    """Delete every topic named `<prefix>.…`: a benchmark leaves the broker as it found it."""
+    with kafka_errors(f"deleting the topics under {prefix}"):
+        async with admin_client(kafka) as admin:
+            names = [t for t in await admin.list_topics() if t.startswith(f"{prefix}.")]
+            if names:
+                await admin.delete_topics(names)
+    return len(names)
 
 
 async def _replication(admin: AIOKafkaAdminClient) -> int:

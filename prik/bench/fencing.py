@@ -15,6 +15,7 @@ to the last, so group joins are left out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 
+from contracts import PrikError
+from deploy.topics import delete_topics_under
 from prik.kafka import (
     admin_client,
     confluent_group_consumer,
@@ -145,11 +148,22 @@ def _librdkafka(kafka: KafkaSettings, source: str, sink: str, total: int) -> flo
 async def bench_fencing(
     kafka: KafkaSettings, messages: int, progress: Callable[[str], None]
 ) -> list[FencingResult]:
-    source = f"bench-fencing-{secrets.token_hex(3)}"
+    prefix = f"bench-fencing-{secrets.token_hex(3)}"
+    source = f"{prefix}.in"
     async with admin_client(kafka) as admin:
         await admin.create_topics(
-            [NewTopic(name, _PARTITIONS, 1) for name in (source, *(f"{source}.out{n}" for n in range(3)))]
+            [NewTopic(name, _PARTITIONS, 1) for name in (source, *(f"{prefix}.out{n}" for n in range(3)))]
         )
+    try:
+        return await _measure(kafka, prefix, source, messages, progress)
+    finally:
+        with contextlib.suppress(PrikError):
+            await delete_topics_under(kafka, prefix)
+
+
+async def _measure(
+    kafka: KafkaSettings, prefix: str, source: str, messages: int, progress: Callable[[str], None]
+) -> list[FencingResult]:
     progress(f"fencing: publishing {messages} records of 600 bytes")
     producer = make_producer(kafka, client_id="prik-bench")
     with kafka_errors("publishing the fencing benchmark's records"):
@@ -182,5 +196,5 @@ async def bench_fencing(
     results = []
     for number, (model, run) in enumerate(models.items()):
         progress(f"fencing: {model}")
-        results.append(FencingResult(model, await run(f"{source}.out{number}")))
+        results.append(FencingResult(model, await run(f"{prefix}.out{number}")))
     return results

@@ -30,7 +30,7 @@ from typing import Any
 
 from contracts import DirectoryEntry, PrikError, Topics, codec, parse_tenants
 from deploy.directory import load_directory
-from deploy.topics import apply_topics
+from deploy.topics import apply_topics, delete_topics_under
 from prik.settings import KafkaSettings
 
 from .latency import peak_rss_mb
@@ -249,8 +249,9 @@ async def bench_pipeline(
         )
     finally:
         run.kill_all()
-        with contextlib.suppress(Exception):
-            await _delete_topics(kafka, run.prefix)
+        for prefix in (f"{run.prefix}-raw", f"{run.prefix}-tx", run.prefix):
+            with contextlib.suppress(Exception):
+                await delete_topics_under(kafka, prefix)
     return _report(options, stages)
 
 
@@ -280,13 +281,3 @@ def _report(options: PipelineOptions, stages: dict[str, dict[str, Any]]) -> dict
         },
         "peak_rss_mb": peak_rss_mb(),
     }
-
-
-async def _delete_topics(kafka: KafkaSettings, prefix: str) -> None:
-    """The run's topics go when it ends: a benchmark leaves the broker as it found it."""
-    from prik.kafka import admin_client  # noqa: PLC0415  only the clean-up needs an admin
-
-    async with admin_client(kafka) as admin:
-        names = [t for t in await admin.list_topics() if t.startswith(f"{prefix}")]
-        if names:
-            await admin.delete_topics(names)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaError as AIOKafkaError
 
-from contracts import DirectoryEntry, KafkaError, Message, parse_tenants
+from contracts import DirectoryEntry, KafkaError, Message, PrikError, parse_tenants
 from deploy.directory import load_directory
-from deploy.topics import apply_topics
+from deploy.topics import apply_topics, delete_topics_under
 from prik.kafka import admin_client
 from prik.settings import Settings
 from producers import Publisher, build
@@ -94,8 +94,8 @@ async def _one_count(
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if any(p.poll() is not None for p in processes):
-                msg = "a router process exited during the benchmark"
-                raise RuntimeError(msg)
+                msg = "a router process exited during the benchmark (run `prik broker run` alone to see why)"
+                raise PrikError(msg)
             done = await _routed(settings, group, ingress)
             now = time.perf_counter()
             for share in (0.1, 0.9):
@@ -106,7 +106,7 @@ async def _one_count(
             await asyncio.sleep(0.1)
         else:
             msg = "the routers did not route the backlog within 600 s"
-            raise RuntimeError(msg)
+            raise PrikError(msg)
     finally:
         for process in processes:
             process.terminate()
@@ -115,6 +115,8 @@ async def _one_count(
                 process.wait(60)
             if process.poll() is None:
                 process.kill()
+        with contextlib.suppress(PrikError):
+            await delete_topics_under(settings.kafka, settings.topic_prefix)
     seconds = max(marks[0.9] - marks[0.1], 1e-6)
     return ScalingResult(count, len(messages), 0.8 * total / seconds)
 

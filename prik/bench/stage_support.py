@@ -19,7 +19,7 @@ from typing import Any
 from aiokafka.structs import TopicPartition
 
 from contracts import VideoQueueNotice, parse_tenants
-from deploy.topics import apply_topics
+from deploy.topics import apply_topics, delete_topics_under
 from prik.kafka import admin_client, kafka_errors, make_consumer
 from prik.settings import KafkaSettings, Settings
 from producers import build, partitions_of
@@ -59,14 +59,7 @@ async def provisioned(base: Settings, tag: str) -> AsyncIterator[Settings]:
         yield settings
     finally:
         with contextlib.suppress(Exception):
-            await _delete_topics(settings.kafka, prefix)
-
-
-async def _delete_topics(kafka: KafkaSettings, prefix: str) -> None:
-    async with admin_client(kafka) as admin:
-        names = [t for t in await admin.list_topics() if t.startswith(f"{prefix}.")]
-        if names:
-            await admin.delete_topics(names)
+            await delete_topics_under(settings.kafka, prefix)
 
 
 async def end_offsets_total(kafka: KafkaSettings, topic: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
 import secrets
 import sys
@@ -16,8 +17,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from contracts import codec, parse_tenants
+from contracts import PrikError, codec, parse_tenants
 from deploy import acquire_kafka
+from deploy.topics import delete_topics_under
 from prik.bench import PipelineOptions, bench_codec, bench_pipeline, bench_routing
 from prik.bench.routing import TENANTS_TOML
 from prik.logs import configure_logging
@@ -89,7 +91,11 @@ async def _run(kafka: KafkaSettings, messages: int, say: Callable[[str], None]) 
                 route_key=secrets.token_urlsafe(32),
                 topic_prefix=f"bench-{int(time.time())}",
             )
-            routing = await bench_routing(settings, parse_tenants(TENANTS_TOML), messages, say)
+            try:
+                routing = await bench_routing(settings, parse_tenants(TENANTS_TOML), messages, say)
+            finally:
+                with contextlib.suppress(PrikError):
+                    await delete_topics_under(settings.kafka, settings.topic_prefix)
         finally:
             await broker.release()
     say("codec")

@@ -5,13 +5,21 @@ from __future__ import annotations
 import pytest
 
 from contracts import codec
+from prik.kafka import admin_client
 
 from .conftest import World
+
+
+async def _bench_topics(world: World) -> set[str]:
+    async with admin_client(world.kafka) as admin:
+        return {t for t in await admin.list_topics() if t.startswith("bench-")}
+
 
 pytestmark = pytest.mark.kafka
 
 
-def test_bench_routers_reports_each_count_against_one_router(world: World) -> None:
+async def test_bench_routers_reports_each_count_against_one_router(world: World) -> None:
+    before = await _bench_topics(world)
     done = world.prik("bench", "routers", "--routers", "1,2", "--messages", "1000", "--json", timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
@@ -22,9 +30,11 @@ def test_bench_routers_reports_each_count_against_one_router(world: World) -> No
     assert all(row["messages"] == 1000 and row["per_second"] > 0 for row in rows)
     assert rows[0]["ratio"] == 1.0
     assert rows[1]["ratio"] == pytest.approx(rows[1]["per_second"] / rows[0]["per_second"], rel=0.01)
+    assert await _bench_topics(world) <= before  # it leaves the broker as it found it
 
 
-def test_bench_fencing_moves_the_records_through_each_model(world: World) -> None:
+async def test_bench_fencing_moves_the_records_through_each_model(world: World) -> None:
+    before = await _bench_topics(world)
     done = world.prik("bench", "fencing", "--messages", "1000", "--json", timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
@@ -38,3 +48,4 @@ def test_bench_fencing_moves_the_records_through_each_model(world: World) -> Non
     ]
     assert all(m["per_second"] > 0 for m in models)
     assert models[0]["ratio"] == 1.0
+    assert await _bench_topics(world) <= before
