@@ -27,11 +27,22 @@ from prik.settings import KafkaSettings, load_settings
 
 from .app import app
 
-__all__ = ["bench", "bench_app"]
+__all__ = ["bench", "bench_app", "progress_line"]
 
 
 bench_app = typer.Typer(help="Benchmarks, as ratios to baselines measured in the same run.")
 app.add_typer(bench_app, name="bench")
+
+
+def progress_line(*, as_json: bool) -> Callable[[str], None]:
+    """Where a benchmark's progress goes: dim lines on stderr, or nowhere when --json is asked for."""
+    console = Console(stderr=True)
+
+    def say(text: str) -> None:
+        if not as_json:
+            console.print(f"[dim]{text}[/dim]")
+
+    return say
 
 
 @bench_app.callback(invoke_without_command=True)
@@ -57,7 +68,7 @@ def bench(
     settings = load_settings()
     # Info lines from the router would bury the progress and the result.
     configure_logging("warning")
-    say = (lambda _text: None) if as_json else (lambda text: Console(stderr=True).print(f"[dim]{text}[/dim]"))
+    say = progress_line(as_json=as_json)
     report = asyncio.run(_run(settings.kafka, messages, say))
     if as_json:
         sys.stdout.write(codec.dumps(report).decode() + "\n")

@@ -18,7 +18,7 @@ from prik.logs import configure_logging
 from prik.settings import load_settings
 
 from .app import fail
-from .bench import bench_app
+from .bench import bench_app, progress_line
 
 __all__ = ["fencing", "routers"]
 
@@ -52,11 +52,7 @@ def routers(
         fail("--routers needs at least one count of 1 or more", 2)
     settings = load_settings()
     configure_logging("warning")
-    console = Console(stderr=True)
-
-    def say(text: str) -> None:
-        if not as_json:
-            console.print(f"[dim]{text}[/dim]")
+    say = progress_line(as_json=as_json)
 
     with tempfile.TemporaryDirectory(prefix="prik-bench-routers-") as workdir:
         results = asyncio.run(bench_scaling(settings, wanted, messages, Path(workdir), say))
@@ -96,11 +92,7 @@ def fencing(
     """
     settings = load_settings()
     configure_logging("warning")
-    console = Console(stderr=True)
-
-    def say(text: str) -> None:
-        if not as_json:
-            console.print(f"[dim]{text}[/dim]")
+    say = progress_line(as_json=as_json)
 
     results = asyncio.run(bench_fencing(settings.kafka, messages, say))
     base = results[0].per_second

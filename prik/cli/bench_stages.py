@@ -17,7 +17,7 @@ from prik.bench.publishing import bench_publisher
 from prik.logs import configure_logging
 from prik.settings import Settings, load_settings
 
-from .bench import bench_app
+from .bench import bench_app, progress_line
 
 __all__ = ["consumer", "publisher"]
 
@@ -34,11 +34,7 @@ def _run(bench: Bench, messages: int, rounds: int, as_json: bool) -> dict[str, A
     settings = load_settings()
     # Info lines from the consumer would bury the progress and the result.
     configure_logging("warning")
-    console = Console(stderr=True)
-
-    def say(text: str) -> None:
-        if not as_json:
-            console.print(f"[dim]{text}[/dim]")
+    say = progress_line(as_json=as_json)
 
     return asyncio.run(bench(settings, messages, rounds, say))
 
