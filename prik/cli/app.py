@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
-from typing import NoReturn
+from collections.abc import Coroutine
+from typing import Any, NoReturn
 
 import typer
 
 from contracts import ConfigError, PrikError
 
-__all__ = ["app", "fail", "main"]
+__all__ = ["app", "fail", "main", "serve_or_fail"]
 
 app = typer.Typer(
     name="prik",
@@ -31,6 +34,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Print one error line to stderr and exit."""
     sys.stderr.write(f"prik: error: {message}\n")
     raise typer.Exit(code)
+
+
+def serve_or_fail(server: Coroutine[Any, Any, None], host: str, port: int) -> None:
+    """Run a server until it stops; an address it cannot bind is one usage line (exit 2).
+
+    A busy port, an address not on this machine, a host name that does not resolve:
+    aiohttp's own text repeats the address, the system's words are enough.
+    """
+    try:
+        asyncio.run(server)
+    except OSError as exc:
+        reason = (
+            os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or type(exc).__name__)
+        )
+        fail(f"cannot listen on {host}:{port}: {reason}", 2)
 
 
 def main() -> None:

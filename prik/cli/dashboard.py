@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +13,7 @@ from prik.logs import configure_logging
 from prik.settings import load_settings
 from prik.tenants import tenants_from_settings
 
-from .app import app, fail
+from .app import app, serve_or_fail
 
 __all__ = ["dashboard"]
 
@@ -53,12 +51,4 @@ def dashboard(
     def started(url: str) -> None:
         typer.echo(f"dashboard at {url} (Ctrl-C stops)")
 
-    try:
-        asyncio.run(page.run(started))
-    except OSError as exc:
-        # Binding (a busy port, an address not on this machine, a host name that does not
-        # resolve): aiohttp's own text repeats the address; the system's words are enough.
-        reason = (
-            os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or type(exc).__name__)
-        )
-        fail(f"cannot listen on {host}:{port}: {reason}", 2)
+    serve_or_fail(page.run(started), host, port)

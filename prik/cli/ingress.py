@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,7 +17,7 @@ from prik.logs import configure_logging
 from prik.settings import load_settings
 from producers.ingress import Credentials, Ingress, IngressServer, PublisherPool, RateLimiter
 
-from .app import app, fail
+from .app import app, serve_or_fail
 from .bench import bench_app
 
 __all__ = ["bench_ingress_command", "ingress_app"]
@@ -83,13 +82,7 @@ def run(
     def started(url: str) -> None:
         typer.echo(f"ingress at {url}/v1/messages (OpenAPI at {url}/openapi.json; Ctrl-C stops)")
 
-    try:
-        asyncio.run(server.run(started))
-    except OSError as exc:
-        reason = (
-            os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or type(exc).__name__)
-        )
-        fail(f"cannot listen on {host}:{port}: {reason}", 2)
+    serve_or_fail(server.run(started), host, port)
 
 
 # Registered on `prik bench` from here, so the benchmark's own module stays as it is.
