@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,9 +142,20 @@ class TransactionalEngine:
             msg = f"topic {dlq} does not exist (run `prik topics apply`)"
             raise KafkaError(msg)
 
-    async def rebuild_dedup(self, partitions: list[TopicPartition]) -> None:
-        if self._consumer is not None:
-            await rebuild_dedup(self._kafka, self._consumer, partitions, self.router.dedup)
+    async def _seek_to_committed(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        """Each partition back to where Kafka says it was committed (its start if never); those offsets."""
+        assert self._consumer is not None  # noqa: S101 - start() precedes run()
+        consumer = self._consumer
+        committed: dict[TopicPartition, int | None] = {}
+        for tp in sorted(partitions, key=lambda t: (t.topic, t.partition)):
+            committed[tp] = offset = await consumer.committed(tp)
+            if offset is not None:
+                consumer.seek(tp, offset)
+            else:
+                await consumer.seek_to_beginning(tp)
+        return committed
 
     async def _new_producer(self, partition: int) -> AIOKafkaProducer:
         producer = make_producer(
@@ -256,14 +267,8 @@ class TransactionalEngine:
         for result in started:
             if isinstance(result, BaseException):
                 raise result
-        committed: dict[TopicPartition, int | None] = {}
         with kafka_errors("reading the committed offsets"):
-            for tp in sorted(assigned, key=lambda t: (t.topic, t.partition)):
-                committed[tp] = offset = await consumer.committed(tp)
-                if offset is not None:
-                    consumer.seek(tp, offset)
-                else:
-                    await consumer.seek_to_beginning(tp)
+            committed = await self._seek_to_committed(assigned)
         # A window is still this instance's only if nobody committed the partition since.
         dedup = self.router.dedup
         dedup.keep_only(
@@ -274,7 +279,8 @@ class TransactionalEngine:
             }
         )
         self._committed_here = {tp: o for tp, o in committed.items() if o is not None}
-        await self.rebuild_dedup([tp for tp in assigned if not dedup.has(tp.topic, tp.partition)])
+        lost = {tp: o for tp, o in committed.items() if not dedup.has(tp.topic, tp.partition)}
+        await rebuild_dedup(self._kafka, consumer, lost, dedup)
         await self.router.catch_up_tasks()
         self.unsettled = None
         _log.info("router.ownership_taken", partitions=len(assigned), transactional_ids=len(numbers))
@@ -291,12 +297,7 @@ class TransactionalEngine:
         assigned = sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition))
         # The failed fetch still moved the position of every other partition it drained:
         # back to what is committed, or those records would be skipped.
-        for tp in assigned:
-            committed = await consumer.committed(tp)
-            if committed is not None:
-                consumer.seek(tp, committed)
-            else:
-                await consumer.seek_to_beginning(tp)
+        await self._seek_to_committed(assigned)
         ends = await consumer.end_offsets(assigned) if assigned else {}
         for tp in assigned:
             position = await consumer.position(tp)

@@ -9,6 +9,7 @@ re-send right after a router restart is still dropped.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -40,15 +41,17 @@ def _identity(value: bytes | None, headers: dict[str, bytes]) -> tuple[str, str]
 
 
 async def rebuild_dedup(
-    kafka: KafkaSettings, group: AIOKafkaConsumer, partitions: list[TopicPartition], window: DedupWindow
+    kafka: KafkaSettings,
+    group: AIOKafkaConsumer,
+    committed: Mapping[TopicPartition, int | None],
+    window: DedupWindow,
 ) -> int:
-    """Read back what was committed within the window on `partitions`; returns records seen."""
-    if not partitions:
+    """Read back what was committed within the window, up to `committed`; returns records seen."""
+    if not committed:
         return 0
     now_ms = int(time.time() * 1000)
     since = now_ms - int(window.window_seconds * 1000)
     with kafka_errors("rebuilding the dedup window"):
-        committed = {tp: await group.committed(tp) for tp in partitions}
         wanted = [tp for tp, offset in committed.items() if offset]
         if not wanted:
             return 0
