@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -19,16 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError as AIOKafkaError
 
-from contracts import DirectoryEntry, KafkaError, Message, PrikError, parse_tenants
+from contracts import DirectoryEntry, Message, PrikError
 from deploy.directory import load_directory
-from deploy.topics import apply_topics, delete_topics_under
 from prik.kafka import admin_client
 from prik.settings import Settings
-from producers import Publisher, build
+from producers import Publisher
 
 from .routing import LPS, SENDER, TENANTS_TOML
+from .stage_support import notices, provisioned
 
 __all__ = ["ScalingResult", "bench_scaling"]
 
@@ -40,12 +40,11 @@ class ScalingResult:
     per_second: float
 
 
-async def _routed(settings: Settings, group: str, ingress: str) -> int:
+async def _routed(admin: AIOKafkaAdminClient, group: str, ingress: str) -> int:
     """Records of `ingress` the router group has committed."""
     try:
-        async with admin_client(settings.kafka) as admin:
-            offsets = await admin.list_consumer_group_offsets(group)
-    except (AIOKafkaError, KafkaError):
+        offsets = await admin.list_consumer_group_offsets(group)
+    except AIOKafkaError:
         # A group (or the offsets topic of a fresh cluster) that does not exist yet.
         return 0
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == ingress and meta.offset > 0)
@@ -71,62 +70,59 @@ def _spawn(settings: Settings, tenants_file: Path, name: str) -> subprocess.Pope
 async def _one_count(
     base: Settings, count: int, messages: Sequence[Message], workdir: Path, progress: Callable[[str], None]
 ) -> ScalingResult:
-    settings = base.model_copy(update={"topic_prefix": f"bench-{secrets.token_hex(3)}-r{count}"})
-    topics = settings.topics
-    tenants = parse_tenants(TENANTS_TOML)
-    await apply_topics(settings.kafka, topics, tenants)
-    clinics = sorted({m.recipient for m in messages if m.recipient})
-    await load_directory(settings.kafka, topics, [DirectoryEntry(sor=sor, lps=LPS) for sor in clinics])
-    progress(f"{count} router(s): publishing {len(messages)} notices")
-    async with Publisher(settings.kafka, SENDER, topics) as publisher:
-        for start in range(0, len(messages), 1000):
-            await publisher.publish_many(messages[start : start + 1000])
-    ingress = topics.ingress(SENDER)
-    # The publisher writes outside transactions: one offset per message, no markers.
-    total = len(messages)
-    tenants_file = workdir / "tenants.toml"
-    tenants_file.write_text(TENANTS_TOML)
-    progress(f"{count} router(s): routing")
-    processes = [_spawn(settings, tenants_file, f"bench-{count}-{i}") for i in range(count)]
-    group = f"{topics.prefix}-router"
+    async with provisioned(base, f"r{count}") as settings:
+        topics = settings.topics
+        clinics = sorted({m.recipient for m in messages if m.recipient})
+        await load_directory(settings.kafka, topics, [DirectoryEntry(sor=sor, lps=LPS) for sor in clinics])
+        progress(f"{count} router(s): publishing {len(messages)} notices")
+        async with Publisher(settings.kafka, SENDER, topics) as publisher:
+            for start in range(0, len(messages), 1000):
+                await publisher.publish_many(messages[start : start + 1000])
+        tenants_file = workdir / "tenants.toml"
+        tenants_file.write_text(TENANTS_TOML)
+        progress(f"{count} router(s): routing")
+        processes = [_spawn(settings, tenants_file, f"bench-{count}-{i}") for i in range(count)]
+        try:
+            async with admin_client(settings.kafka) as admin:
+                # The publisher writes outside transactions: one offset per message, no markers.
+                seconds = await _routing_time(
+                    admin, processes, f"{topics.prefix}-router", topics.ingress(SENDER), len(messages)
+                )
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(60)
+                if process.poll() is None:
+                    process.kill()
+    return ScalingResult(count, len(messages), 0.8 * len(messages) / seconds)
+
+
+async def _routing_time(
+    admin: AIOKafkaAdminClient, processes: list[subprocess.Popen[bytes]], group: str, ingress: str, total: int
+) -> float:
+    """Seconds the routers took from 10 % to 90 % of the backlog committed."""
     marks: dict[float, float] = {}
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in processes):
-                msg = "a router process exited during the benchmark (run `prik broker run` alone to see why)"
-                raise PrikError(msg)
-            done = await _routed(settings, group, ingress)
-            now = time.perf_counter()
-            for share in (0.1, 0.9):
-                if share not in marks and done >= share * total:
-                    marks[share] = now
-            if 0.9 in marks:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            msg = "the routers did not route the backlog within 600 s"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in processes):
+            msg = "a router process exited during the benchmark (run `prik broker run` alone to see why)"
             raise PrikError(msg)
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(60)
-            if process.poll() is None:
-                process.kill()
-        with contextlib.suppress(PrikError):
-            await delete_topics_under(settings.kafka, settings.topic_prefix)
-    seconds = max(marks[0.9] - marks[0.1], 1e-6)
-    return ScalingResult(count, len(messages), 0.8 * total / seconds)
+        done = await _routed(admin, group, ingress)
+        now = time.perf_counter()
+        for share in (0.1, 0.9):
+            if share not in marks and done >= share * total:
+                marks[share] = now
+        if 0.9 in marks:
+            return max(marks[0.9] - marks[0.1], 1e-6)
+        await asyncio.sleep(0.1)
+    msg = "the routers did not route the backlog within 600 s"
+    raise PrikError(msg)
 
 
 async def bench_scaling(
     settings: Settings, counts: list[int], messages: int, workdir: Path, progress: Callable[[str], None]
 ) -> list[ScalingResult]:
-    clinics = [f"{100000000000 + i}" for i in range(200)]
-    backlog = [
-        build.video_queue_notice(SENDER, clinics[i % len(clinics)], event="joined", queue_entry_id=f"q{i}")
-        for i in range(messages)
-    ]
+    backlog = notices(messages)
     return [await _one_count(settings, count, backlog, workdir, progress) for count in counts]
