@@ -23,7 +23,7 @@ from .deliverers import (
 )
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError, TaskAnswerRefused
 from .offsets import OffsetTracker
-from .receipts import build_receipt, build_task_status, receipt_id
+from .receipts import ReceiptWriter, build_receipt, build_task_status, receipt_id
 from .reference_lps import Received, ReferenceLps
 from .runtime import ClinicConsumer
 from .signing import (
@@ -49,6 +49,7 @@ __all__ = [
     "OffsetTracker",
     "OutcomeEvent",
     "PrintDeliverer",
+    "ReceiptWriter",
     "Received",
     "ReferenceLps",
     "RetriableDeliveryError",

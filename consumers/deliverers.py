@@ -6,14 +6,13 @@ import asyncio
 import ipaddress
 import sys
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TextIO
 
 import aiohttp
 from yarl import URL
 
-from contracts import ConfigError, Message, rfc3339
+from contracts import ConfigError, Message, rfc3339, to_bytes
 
 from .backoff import parse_retry_after
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError
@@ -29,14 +28,37 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
 class Delivery:
-    """One attempt to hand `message` to the LPS for `clinic` (its SOR, the record key)."""
+    """One attempt to hand `message` to the LPS for `clinic` (its SOR, the record key).
 
-    message: Message
-    body: bytes
-    clinic: str
-    attempt: int
+    `body` is what a webhook sends: the canonical structured encoding of `message`
+    (never the record's own bytes, so a JSON reader at the LPS sees exactly what was
+    checked). Given as None it is written when first asked for: an in-process
+    deliverer never asks, and the encoding was ~4 µs a message.
+    """
+
+    __slots__ = ("_body", "attempt", "clinic", "message")
+
+    def __init__(self, message: Message, body: bytes | None, clinic: str, attempt: int) -> None:
+        self.message = message
+        self._body = body
+        self.clinic = clinic
+        self.attempt = attempt
+
+    @property
+    def body(self) -> bytes:
+        body = self._body
+        if body is None:
+            body = self._body = to_bytes(self.message)
+        return body
+
+    @property
+    def written(self) -> bytes | None:
+        """The body, if it was written already (for the next attempt of the same message)."""
+        return self._body
+
+    def __repr__(self) -> str:
+        return f"Delivery(message_id={self.message.id!r}, clinic={self.clinic!r}, attempt={self.attempt})"
 
 
 class Deliverer(Protocol):

@@ -35,7 +35,6 @@ from contracts import (
     TooLargeError,
     effective_expiry,
     is_expired,
-    to_bytes,
 )
 from contracts.headers import (
     CONTENT_TYPE,
@@ -47,15 +46,15 @@ from contracts.headers import (
     ROUTE,
 )
 from contracts.topics import Topics
-from prik.logs import get_logger, trace_fields
+from prik.logs import debug_enabled, get_logger, trace_fields
 
 from .backoff import Backoff
 from .deadline import Deadline
 from .deliverers import Deliverer, Delivery
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError, safe_reason
-from .message_log import about, debugging
+from .message_log import about
 from .outbox import Outbox
-from .receipts import build_receipt
+from .receipts import ReceiptWriter
 from .stats import ConsumerMetrics, ConsumerStats, OutcomeEvent
 
 __all__ = ["GONE_REASON", "Endpoint", "Phase", "Pipeline", "Record"]
@@ -80,14 +79,6 @@ class Record:
     error: ParseError | None = None
     # Set when reading the record itself failed inside the consumer (stage `internal`).
     internal: str | None = None
-
-    def body(self) -> bytes:
-        """What the LPS receives: the canonical structured encoding of what was validated here.
-
-        Never the record's own bytes: a JSON reader at the LPS must see exactly what was checked.
-        """
-        assert self.message is not None  # noqa: S101  only messages that parsed are delivered
-        return to_bytes(self.message)
 
 
 @dataclass(slots=True)
@@ -161,6 +152,7 @@ class Pipeline:
         self._topics = topics
         # Checked once here rather than for every receipt (Topics checks the name each call).
         self._receipts_topic = topics.ingress(lps)
+        self._receipts = ReceiptWriter(lps)
         self._deliverer = deliverer
         self._outbox = outbox
         self._stats = stats
@@ -212,7 +204,8 @@ class Pipeline:
         attempts = 0
         first_attempt: float | None = None
         last_reason = ""
-        body = record.body()
+        # Written by the first attempt that needs it (a webhook), then kept for the retries.
+        body: bytes | None = None
         while True:
             now = datetime.now(UTC)
             if is_expired(message, now):
@@ -235,6 +228,7 @@ class Pipeline:
             phase.enter("deliver", self._attempt_timeout)
             delivery = Delivery(message, body, record.clinic, attempts)
             outcome, why, retry_after = await self._attempt(delivery)
+            body = delivery.written
             if outcome is not None:
                 await self._final(record, message, phase, outcome, attempts=attempts, reason=why)
                 return
@@ -296,7 +290,6 @@ class Pipeline:
             self.metrics.attempt("error")
             return None, f"deliverer raised {type(exc).__name__}", None
         self.metrics.attempt("ok")
-        self.metrics.answered(message.time)
         return Outcome.DELIVERED, None, None
 
     async def _sleep(self, seconds: float) -> bool:
@@ -328,21 +321,21 @@ class Pipeline:
         reason = safe_reason(reason) if reason else None
         if outcome is Outcome.DEAD_LETTERED:
             await self._dead_letter(record, phase, stage=stage.value, reason=reason or "")
-        receipt = build_receipt(
-            self._lps, message, outcome, recipient=record.clinic, attempts=attempts, reason=reason
+        at = datetime.now(UTC)
+        if outcome is Outcome.DELIVERED:
+            self.metrics.answered(message.time, at)
+        value = self._receipts.value(
+            message, outcome, recipient=record.clinic, attempts=attempts, reason=reason, at=at
         )
         phase.enter("publish", self._publish_budget)
         await self._publish(
-            self._receipts_topic,
-            key=message.id.encode(),
-            value=to_bytes(receipt),
-            headers=[_STRUCTURED, *_route_of(record)],
+            self._receipts_topic, key=message.id.encode(), value=value, headers=_receipt_headers(record)
         )
         self._stats.receipts += 1
         self._stats.count(outcome)
         self.metrics.outcome(outcome)
-        self._stats.progress = receipt.data.at
-        if debugging():
+        self._stats.progress = at
+        if debug_enabled():
             _log.debug(
                 "final outcome",
                 message_id=message.id,
@@ -362,7 +355,7 @@ class Pipeline:
                     outcome=outcome,
                     attempts=attempts,
                     reason=reason,
-                    at=receipt.data.at,
+                    at=at,
                 )
             )
 
@@ -430,6 +423,11 @@ class Pipeline:
             raise _Abandoned from exc
 
 
-def _route_of(record: Record) -> list[tuple[str, bytes]]:
-    """The router's `prik-route` token of the delivery, echoed so the router accepts the receipt."""
-    return [(name, value) for name, value in record.headers if name == ROUTE][:1]
+def _receipt_headers(record: Record) -> list[tuple[str, bytes]]:
+    """A receipt's headers: structured content, and the delivery's `prik-route` token (its first),
+    echoed so the router accepts the receipt.
+    """
+    for name, value in record.headers:
+        if name == ROUTE:
+            return [_STRUCTURED, (name, value)]
+    return [_STRUCTURED]
