@@ -8,17 +8,18 @@ dead-letter headers and receipts.
 from __future__ import annotations
 
 import re
+import types
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any, Union, cast, get_args, get_origin
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from contracts.codec import dumps, loads
 from contracts.envelope import DEFAULT_DATACONTENTTYPE, MESSAGE_CLASSES, Envelope, Message
 from contracts.errors import ParseError
 from contracts.headers import CE_PREFIX, CE_SPECVERSION, CONTENT_TYPE, normalise_headers
-from contracts.identifiers import contains_cpr
+from contracts.identifiers import Patient, contains_cpr
 from contracts.limits import MAX_MESSAGE_BYTES, MAX_VALUES, check_record, check_unique_members
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -189,13 +190,55 @@ def _dump(msg: Envelope) -> dict[str, Any]:
     return msg.model_dump(mode="json", exclude_none=True)
 
 
+def _nullable(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of `cls` whose annotation admits None: the only ones `exclude_none` can drop."""
+    names = []
+    for name, field in cls.model_fields.items():
+        annotation = field.annotation
+        if get_origin(annotation) in {Union, types.UnionType} and type(None) in get_args(annotation):
+            names.append(name)
+    return tuple(names)
+
+
+# Every model a message holds, with its nullable fields. A model not listed (a subclass
+# nobody registered) makes `_fields` raise, and `to_bytes` takes pydantic's way.
+_NULLABLE: dict[type, tuple[str, ...]] = {Patient: _nullable(Patient)}
+for _cls in MESSAGE_CLASSES.values():
+    _NULLABLE[_cls] = _nullable(_cls)
+    _data = _cls.model_fields["data"].annotation
+    if isinstance(_data, type) and issubclass(_data, BaseModel):
+        _NULLABLE[_data] = _nullable(_data)
+
+
+def _fields(model: BaseModel) -> dict[str, Any]:
+    """A model's fields in model order, without the None ones; KeyError for a model type not listed."""
+    fields = model.__dict__.copy()
+    for name in _NULLABLE[type(model)]:
+        if fields[name] is None:
+            del fields[name]
+    return fields
+
+
 def to_bytes(msg: Message) -> bytes:
     """The structured-mode record value (`application/cloudevents+json`); None fields are left out.
 
-    pydantic-core writes the JSON itself, byte for byte what `dumps(model_dump(mode="json"))`
-    writes (compact, UTF-8, times in UTC with 'Z'), without a dict in between.
+    Byte for byte what pydantic-core writes (`to_json(exclude_none=True)`: compact,
+    UTF-8, fields in model order, times in UTC with 'Z'), in two thirds of its time:
+    the fields go to orjson as a dict per model (a message is an envelope, its data
+    and at most a patient). What orjson cannot write (a model type not listed, an
+    integer over 64 bits, a lone surrogate) goes pydantic-core's way.
     """
-    return msg.__pydantic_serializer__.to_json(msg, exclude_none=True)
+    try:
+        fields = _fields(msg)
+        data = fields["data"] = _fields(fields["data"])
+        patient = data.get("patient")
+        if patient is not None:
+            data["patient"] = patient = _fields(patient)
+            patient["cpr"] = patient["cpr"].value
+        return orjson.dumps(fields, option=orjson.OPT_UTC_Z)
+    except (LookupError, AttributeError, TypeError):
+        # orjson.JSONEncodeError is a TypeError.
+        return msg.__pydantic_serializer__.to_json(msg, exclude_none=True)
 
 
 def to_binary(msg: Message) -> tuple[bytes, list[tuple[str, bytes]]]:
