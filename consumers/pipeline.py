@@ -49,7 +49,7 @@ from contracts.topics import Topics
 from prik.logs import debug_enabled, get_logger, trace_fields
 
 from .backoff import Backoff
-from .deadline import Deadline
+from .deadline import within
 from .deliverers import Deliverer, Delivery
 from .errors import DeliveryRefused, EndpointGone, RetriableDeliveryError, safe_reason
 from .message_log import about
@@ -260,9 +260,9 @@ class Pipeline:
         """One attempt: (the final outcome, or None to retry; the reason; the receiver's Retry-After)."""
         message = delivery.message
         try:
-            # A callback that never returns must not hold its clinic for ever.
-            async with Deadline(self._attempt_timeout):
-                await self._deliverer.deliver(delivery)
+            # A callback that never returns must not hold its clinic for ever (the timer
+            # is armed once the attempt waits: one that returns at once needs none).
+            await within(self._attempt_timeout, self._deliverer.deliver(delivery))
         except EndpointGone:
             self.metrics.attempt("gone")
             if not self.endpoint.is_disabled:
