@@ -40,13 +40,27 @@ from .metrics import RouterMetrics
 from .outputs import dead_letter
 from .rebuild import rebuild_dedup
 from .records import Incoming, Outgoing
-from .router import Batch, Routed, Router
+from .router import NOTHING_STAGED, Batch, Routed, Router, Staged
 
 __all__ = ["EngineStats", "TransactionalEngine"]
 
 _log = get_logger(__name__)
 # Consecutive aborts before the engine suspects one record and goes one by one.
 _ISOLATE_AFTER = 3
+
+
+# Per partition number: the batch that decided, what it decided, and the outputs to write.
+_Plan = tuple[Batch, list[tuple[Incoming, Routed]], list[Outgoing]]
+_Shares = dict[int, dict[TopicPartition, list[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A batch whose transactions are committing while the next one is decided."""
+
+    batches: dict[TopicPartition, list[Any]]
+    staged: Staged
+    task: asyncio.Task[None]
 
 
 @dataclass(slots=True)
@@ -65,6 +79,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         # Wait for the batch in flight: its offsets commit inside its own
         # transaction, so nothing unfinished is ever handed to the next owner.
         async with self._engine.lock:
+            await self._engine.wait_in_flight()
             self._engine.generation += 1
         _log.info("router.partitions_revoked", count=len(revoked))
 
@@ -112,6 +127,11 @@ class TransactionalEngine:
         # Bumped by every rebalance: a batch fetched under another generation is dropped.
         self.generation = 0
         self._cluster: Any = None
+        self._in_flight: _InFlight | None = None
+        # The batches of an in-flight commit that failed, until the run loop reads them again.
+        self._failed: dict[TopicPartition, list[Any]] = {}
+        # Batches aborted in a row: after a few the engine goes record by record.
+        self._aborts = 0
 
     async def start(self) -> None:
         self._consumer = make_consumer(
@@ -150,11 +170,23 @@ class TransactionalEngine:
         consumer = self._consumer
         committed: dict[TopicPartition, int | None] = {}
         for tp in sorted(partitions, key=lambda t: (t.topic, t.partition)):
-            committed[tp] = offset = await consumer.committed(tp)
+            committed[tp] = offset = self._newest(tp, await consumer.committed(tp))
             if offset is not None:
                 consumer.seek(tp, offset)
             else:
                 await consumer.seek_to_beginning(tp)
+        return committed
+
+    def _newest(self, tp: TopicPartition, committed: int | None) -> int | None:
+        """What Kafka says is committed, unless this instance itself committed further.
+
+        Right after a commit Kafka may still answer with the offset before it (a
+        transaction's markers are written after EndTxn returns); offsets only move
+        forward, so the newer of the two is where the partition stands.
+        """
+        here = self._committed_here.get(tp)
+        if here is not None and (committed is None or here > committed):
+            return here
         return committed
 
     async def _new_producer(self, partition: int) -> AIOKafkaProducer:
@@ -177,42 +209,65 @@ class TransactionalEngine:
         self._stopping.set()
 
     async def run(self) -> None:
-        """Route until `request_stop`; the batch in flight finishes first."""
+        """Route until `request_stop`; the batches in flight finish first.
+
+        Pipelined: while one batch's transactions commit, the next batch is
+        fetched and decided (seeing what the batch in flight staged), and its
+        transactions begin as soon as the previous ones have committed. A message
+        therefore waits for the rest of one commit, not for a whole previous
+        batch plus its own; per partition number one transaction is open at a
+        time, as its one producer requires.
+        """
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
-        failures = 0
-        while not self._stopping.is_set():
-            if self.unsettled is not None:
-                failures = await self._try_settle(failures)
-                if failures:
+        settle_failures = 0
+        try:
+            while not self._stopping.is_set():
+                if self.unsettled is not None:
+                    settle_failures = await self._try_settle(settle_failures)
                     continue
-            generation = self.generation
-            batches, undecodable = await self._fetch()
+                await self._turn()
+        finally:
+            # Stopping: what is in flight commits (or aborts and is read again by the next owner).
+            await self.drain_in_flight()
+
+    async def _turn(self) -> None:
+        """One fetch and what follows from it."""
+        generation = self.generation
+        batches, undecodable = await self._fetch()
+        try:
             if not batches and not undecodable:
-                continue
-            try:
-                async with self.lock:
-                    if generation != self.generation or self.unsettled is not None:
-                        # Fetched across a rebalance: ownership first, then read again what is committed.
-                        await self._rewind(batches)
-                        _log.info("router.batch_refetched", records=sum(len(r) for r in batches.values()))
-                        continue
+                # Nothing new: a batch in flight still has to be seen through.
+                await self._finish_in_flight()
+                return
+            async with self.lock:
+                if generation != self.generation or self.unsettled is not None:
+                    # Fetched across a rebalance: ownership first, then read again what is committed.
+                    await self._rewind(batches)
+                    _log.info("router.batch_refetched", records=sum(len(r) for r in batches.values()))
+                    return
+                isolate = self._aborts >= _ISOLATE_AFTER
+                if undecodable or isolate:
+                    # The careful paths work on what Kafka says is committed: nothing may be in flight.
+                    await self._finish_in_flight()
                     if undecodable:
                         await self._quarantine()
-                    if failures < _ISOLATE_AFTER:
-                        await self._process(batches)
-                    else:
-                        await self._process_one_by_one(batches)
-                failures = 0
-            except Exception as exc:  # noqa: BLE001  Kafka failures and what a record did to a send alike
-                # Any failure aborts the batch's transaction: nothing of it is committed. After
-                # repeated ones the engine goes record by record, so one record cannot stall all.
-                failures += 1
-                self.stats.aborted += 1
-                if self.metrics is not None:
-                    self.metrics.aborted_batch()
-                _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=failures)
-                await self._rewind(batches)
-                await self._pause(failures)
+                if isolate:
+                    await self._process_one_by_one(batches)
+                else:
+                    await self._pipeline(batches)
+        except Exception as exc:  # noqa: BLE001  Kafka failures and what a record did to a send alike
+            # Any failure aborts the batch's transaction: nothing of it is committed. After
+            # repeated ones the engine goes record by record, so one record cannot stall all.
+            self._aborts += 1
+            self.stats.aborted += 1
+            if self.metrics is not None:
+                self.metrics.aborted_batch()
+            _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=self._aborts)
+            await self.drain_in_flight()
+            # What failed in flight is read again too, with what this turn fetched.
+            failed, self._failed = self._failed, {}
+            await self._rewind({**failed, **batches})
+            await self._pause(self._aborts)
 
     async def _fetch(self) -> tuple[dict[TopicPartition, list[ConsumerRecord]], bool]:
         """The next records, and whether a fetch failed to decode (see prik/quarantine.py)."""
@@ -233,6 +288,8 @@ class TransactionalEngine:
         """Take ownership; the failures in a row after it (0 when it worked)."""
         try:
             async with self.lock:
+                # Ownership closes and replaces producers: no transaction of the old assignment may be open.
+                await self.drain_in_flight()
                 await self._settle()
         except Exception as exc:  # noqa: BLE001  Kafka refused or failed: try again, bounded
             _log.warning("router.ownership_failed", error=type(exc).__name__, attempt=failures + 1)
@@ -279,6 +336,7 @@ class TransactionalEngine:
             }
         )
         self._committed_here = {tp: o for tp, o in committed.items() if o is not None}
+        self._failed = {}
         lost = {tp: o for tp, o in committed.items() if not dedup.has(tp.topic, tp.partition)}
         await rebuild_dedup(self._kafka, consumer, lost, dedup)
         await self.router.catch_up_tasks()
@@ -325,25 +383,50 @@ class TransactionalEngine:
             consumer.seek(tp, position)
 
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        """Route the batch, then commit each partition number's share as its own transaction.
+        """Route the batch and commit it before returning (the careful paths: one by one, quarantine)."""
+        await self._finish_in_flight()
+        shares = self._plan_shares(batches)
+        await self._commit(shares, await self._decide_shares(shares, NOTHING_STAGED))
 
-        The shares commit independently and concurrently: if one fails, the
-        others stay committed, and the caller rewinds every partition to what
-        Kafka says is committed.
-        """
+    async def _pipeline(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """Decide `batches` while the batch in flight commits, then start committing them."""
+        shares = self._plan_shares(batches)
+        previous = self._in_flight
+        staged = previous.staged if previous is not None else NOTHING_STAGED
+        plans = await self._decide_shares(shares, staged)
+        await self._finish_in_flight()
+        self._in_flight = _InFlight(
+            batches,
+            Staged.of(plan[0] for plan in plans),
+            asyncio.create_task(self._commit(shares, plans), name="router-commit"),
+        )
+
+    def _plan_shares(self, batches: dict[TopicPartition, list[Any]]) -> _Shares:
+        """`batches` split by partition number, without what a rebalance took away meanwhile."""
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
-        # A rebalance between fetch and lock may have taken partitions away:
-        # their records are the new owner's now.
         owned = self._consumer.assignment()
         if any(tp not in owned for tp in batches):
             _log.info("router.records_left_to_new_owner", partitions=sum(tp not in owned for tp in batches))
-        shares: dict[int, dict[TopicPartition, list[Any]]] = {}
+        shares: _Shares = {}
         for tp, records in batches.items():
             if tp in owned and records:
                 shares.setdefault(tp.partition, {})[tp] = records
+        return shares
+
+    async def _decide_shares(self, shares: _Shares, staged: Staged) -> list[_Plan]:
         # One snapshot per batch: aiokafka builds a new set on every topics() call.
         topic_exists = self._cluster.topics().__contains__
-        plans = [await self._decide(share, Batch(topic_exists=topic_exists)) for share in shares.values()]
+        return [
+            await self._decide(share, Batch(topic_exists=topic_exists, ahead=staged))
+            for share in shares.values()
+        ]
+
+    async def _commit(self, shares: _Shares, plans: list[_Plan]) -> None:
+        """Commit each partition number's share as its own transaction, concurrently.
+
+        If one fails, the others stay committed, and the caller rewinds every
+        partition to what Kafka says is committed.
+        """
         results = await asyncio.gather(
             *(
                 self._transact(p, share, outputs)
@@ -363,10 +446,38 @@ class TransactionalEngine:
             await self._committed(decided_all)
         if failure is not None:
             raise failure
+        self._aborts = 0
 
-    async def _decide(
-        self, share: dict[TopicPartition, list[Any]], batch: Batch
-    ) -> tuple[Batch, list[tuple[Incoming, Routed]], list[Outgoing]]:
+    async def _finish_in_flight(self) -> None:
+        """Wait for the batch in flight to commit; its failure is raised here."""
+        in_flight = self._in_flight
+        if in_flight is None:
+            return
+        try:
+            # Awaited here and perhaps by the rebalance listener at once: both wait for the end.
+            await asyncio.shield(in_flight.task)
+        except Exception:
+            self._failed.update(in_flight.batches)
+            raise
+        finally:
+            if self._in_flight is in_flight and in_flight.task.done():
+                self._in_flight = None
+
+    async def wait_in_flight(self) -> None:
+        """Wait until the batch in flight has committed or failed; the run loop still sees a failure."""
+        in_flight = self._in_flight
+        if in_flight is not None:
+            await asyncio.wait({in_flight.task})
+
+    async def drain_in_flight(self) -> None:
+        """Wait for the batch in flight; a failure is only logged: what reads next starts at the committed."""
+        try:
+            await self._finish_in_flight()
+        except Exception as exc:  # noqa: BLE001  the caller seeks to what is committed next anyway
+            self.stats.aborted += 1
+            _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=1)
+
+    async def _decide(self, share: dict[TopicPartition, list[Any]], batch: Batch) -> _Plan:
         decided: list[tuple[Incoming, Routed]] = []
         outputs: list[Outgoing] = []
         for records in share.values():
@@ -503,6 +614,7 @@ class TransactionalEngine:
                     committed = await self._consumer.committed(tp)
                 except AIOKafkaError:
                     committed = None
+                committed = self._newest(tp, committed)
                 # Records one-by-one mode already committed are not read again.
                 self._consumer.seek(tp, committed if committed is not None else records[0].offset)
 
@@ -511,6 +623,14 @@ class TransactionalEngine:
         self._stopping.set()
         consumer, self._consumer = self._consumer, None
         async with self.lock:
+            in_flight, self._in_flight = self._in_flight, None
+            if in_flight is not None:
+                # A forced stop cancelled the run loop: the last commit gets the same bound as the close.
+                done, _ = await asyncio.wait({in_flight.task}, timeout=close_within)
+                if not done:
+                    in_flight.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await in_flight.task
             if consumer is not None:
                 try:
                     await asyncio.wait_for(consumer.stop(), close_within)

@@ -14,9 +14,10 @@ what it validated, never the sender's own bytes.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Literal, TypeVar
 
 from contracts import (
@@ -57,7 +58,7 @@ from .tables import DirectoryTable, Table, TaskRecord, TaskTable
 from .tenancy import admission_refusal
 from .tokens import DEVELOPMENT_TOKENS, RouteTokens
 
-__all__ = ["Batch", "Routed", "Router", "Verdict"]
+__all__ = ["NOTHING_STAGED", "Batch", "Routed", "Router", "Staged", "Verdict"]
 
 _Row = TypeVar("_Row")
 Verdict = Literal["routed", "rejected", "expired", "duplicate", "forwarded"]
@@ -81,17 +82,46 @@ def _every_topic(_topic: str) -> bool:
     return True
 
 
+_DedupKey = tuple[str, int, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """What batches still committing decided: the next batch decides as if they had committed.
+
+    Only what those batches staged themselves, so nothing accumulates from batch to
+    batch: what committed before them is in the router's tables already.
+    """
+
+    seen: frozenset[_DedupKey] = frozenset()
+    tasks: Mapping[str, TaskRecord] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def of(cls, batches: Iterable[Batch]) -> Staged:
+        seen: set[_DedupKey] = set()
+        tasks: dict[str, TaskRecord] = {}
+        for batch in batches:
+            seen.update(batch.seen)
+            tasks.update(batch.tasks)
+        return cls(frozenset(seen), MappingProxyType(tasks))
+
+
+NOTHING_STAGED = Staged()
+
+
 @dataclass(slots=True)
 class Batch:
     """State a batch has decided but the transport has not yet committed.
 
     `topic_exists` is the transport's view of the cluster when the batch began:
     an output to a topic that is missing would stall every batch behind it, so
-    the record is refused instead.
+    the record is refused instead. `ahead` is what batches still committing
+    staged (the engine decides the next batch while the previous one commits).
     """
 
     topic_exists: Callable[[str], bool] = _every_topic
-    seen: set[tuple[str, int, str, str]] = field(default_factory=set)
+    ahead: Staged = NOTHING_STAGED
+    seen: set[_DedupKey] = field(default_factory=set)
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
     # What to undo, newest last: a dedup key to forget, or a function (no closure per seen record).
     _undo: list[tuple[str, int, str, str] | Callable[[], None]] = field(default_factory=list)
@@ -113,6 +143,15 @@ class Batch:
                 self.tasks[key] = previous
 
         self._undo.append(undo)
+
+    def was_seen(self, key: _DedupKey) -> bool:
+        """Whether this batch, or one still committing ahead of it, already took this message."""
+        return key in self.seen or key in self.ahead.seen
+
+    def task(self, key: str) -> TaskRecord | None:
+        """The task's state as this batch, or one still committing ahead of it, left it."""
+        record = self.tasks.get(key)
+        return record if record is not None else self.ahead.tasks.get(key)
 
     def checkpoint(self) -> int:
         return len(self._undo)
@@ -325,7 +364,7 @@ class Router:
         if refusal is not None:
             raise _Refused(*refusal)
         dedup_key = (ctx.rec.topic, ctx.rec.partition, message.source, message.id)
-        if not ctx.replayed and (dedup_key in ctx.batch.seen or self.dedup.seen(*dedup_key)):
+        if not ctx.replayed and (ctx.batch.was_seen(dedup_key) or self.dedup.seen(*dedup_key)):
             return Routed("duplicate", message.type)
         ctx.batch.see(dedup_key)
         if not isinstance(message, Receipt) and is_expired(message, ctx.now):
@@ -345,7 +384,7 @@ class Router:
             key = str(message.data.task_id)
             # A new task id is the normal case: reading the tasks topic to its end
             # for each request would cost a fetch round trip per message.
-            existing = ctx.batch.tasks.get(key) or self.tasks.get(key)
+            existing = ctx.batch.task(key) or self.tasks.get(key)
             if existing is not None and ctx.replayed and existing.request_id == message.id:
                 # An operator replays a request that reached the router but not the clinic.
                 return Routed("routed", message.type, outputs)
@@ -397,7 +436,7 @@ class Router:
     async def _task_status(self, ctx: _Context, message: TaskStatusUpdate) -> Routed:
         """Check the move against the task's state and its parties, then forward it."""
         key = str(message.data.task_id)
-        task = ctx.batch.tasks.get(key)
+        task = ctx.batch.task(key)
         if task is None:
             task = await self._fresh(self.tasks, key, self.catch_up_tasks)
         if task is None:

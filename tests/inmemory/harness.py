@@ -32,7 +32,7 @@ from broker import (
     TaskTable,
     build_app,
 )
-from broker.router import CatchUp
+from broker.router import NOTHING_STAGED, CatchUp, Staged
 from contracts import (
     STRUCTURED_CONTENT_TYPE,
     Message,
@@ -192,11 +192,13 @@ class UnsendableRecordError(AssertionError):
 class Transaction:
     """One batch of the direct transport: route records, then `commit()` (or leave it: aborted)."""
 
-    def __init__(self, harness: DirectHarness) -> None:
+    def __init__(self, harness: DirectHarness, ahead: Transaction | None = None) -> None:
         self._harness = harness
         # One snapshot per batch, as `TransactionalEngine` takes it.
         self.snapshot = frozenset(harness.existing)
-        self.batch = Batch(topic_exists=self.snapshot.__contains__)
+        # Decided while `ahead` still commits, as the pipelined engine does.
+        staged = Staged.of([ahead.batch]) if ahead is not None else NOTHING_STAGED
+        self.batch: Batch = Batch(topic_exists=self.snapshot.__contains__, ahead=staged)
         self.decided: list[Routed] = []
         self.pending: list[Outgoing] = []
         self.committed = False
@@ -281,9 +283,12 @@ class DirectHarness(Harness):
         if record.topic == self.topics.directory:
             self.router.directory.apply(record.key, record.value)
 
-    def begin(self) -> Transaction:
-        """A batch the test commits itself, or leaves uncommitted (the transaction aborted)."""
-        return Transaction(self)
+    def begin(self, *, ahead: Transaction | None = None) -> Transaction:
+        """A batch the test commits itself, or leaves uncommitted (the transaction aborted).
+
+        With `ahead`: decided while that batch still commits (the engine's pipeline).
+        """
+        return Transaction(self, ahead)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

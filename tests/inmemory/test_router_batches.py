@@ -645,3 +645,61 @@ async def test_a_record_with_neither_key_nor_value_is_dead_lettered_in_a_form_ka
     [dead] = direct.seen.records[direct.topics.dlq]
     assert dead.key is not None or dead.value is not None
     assert direct.receipts("minlaege-video")[0].data.outcome is Outcome.REJECTED
+
+
+# -- the engine's pipeline: a batch decided while the one before it still commits ---------------
+
+
+async def test_a_resend_decided_while_the_first_copy_commits_is_a_duplicate(direct: DirectHarness) -> None:
+    message = video()
+    first = direct.begin()
+    assert (await first.send("minlaege-video", message)).verdict == "routed"
+    # The first batch's transaction is still open: nothing of it is in the router's window yet.
+    assert not dedup_has(direct, "minlaege-video", message)
+    second = direct.begin(ahead=first)
+    assert (await second.send("minlaege-video", message)).verdict == "duplicate"
+    first.commit()
+    second.commit()
+    assert direct.seen.messages(direct.topics.deliver("lps-xmo")) == [message]
+
+
+async def test_a_status_decided_while_its_request_commits_sees_the_request(unique: str) -> None:
+    catch_up = Calls()
+    direct = DirectHarness(Topics(f"mem-{unique}"), catch_up_tasks=catch_up)
+    request = request_for()
+    key = task_key(request)
+    first = direct.begin()
+    assert (await first.send("kommune-0101", request)).verdict == "routed"
+    second = direct.begin(ahead=first)
+    status = build.task_status("lps-xmo", request.data.task_id, "received")
+    assert (await second.send("lps-xmo", status)).verdict == "forwarded"
+    # Found in the batch ahead: no read of the tasks topic, and no "unknown task".
+    assert catch_up.count == 0
+    # A second request for the same task, decided behind the first, is refused.
+    again = build.task_request("kommune-0101", CLINIC, code="KOL-1", task_id=request.data.task_id)
+    assert (await second.send("kommune-0101", again)).verdict == "rejected"
+    first.commit()
+    second.commit()
+    committed = direct.router.tasks.get(key)
+    assert committed is not None
+    assert (committed.status, committed.version) == ("received", 1)
+
+
+async def test_what_a_batch_inherits_is_only_what_the_batch_ahead_staged_itself(
+    direct: DirectHarness,
+) -> None:
+    one, two = video(), video()
+    first = direct.begin()
+    await first.send("minlaege-video", one)
+    second = direct.begin(ahead=first)
+    await second.send("minlaege-video", two)
+    first.commit()
+    third = direct.begin(ahead=second)
+    # `one` is in the window now; the third batch's overlay holds only what `second` staged,
+    # so overlays stay one batch deep instead of growing with every batch.
+    assert {key[3] for key in third.batch.ahead.seen} == {two.id}
+    assert (await third.send("minlaege-video", one)).verdict == "duplicate"
+    assert (await third.send("minlaege-video", two)).verdict == "duplicate"
+    second.commit()
+    third.commit()
+    assert direct.seen.messages(direct.topics.deliver("lps-xmo")) == [one, two]
