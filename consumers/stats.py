@@ -7,13 +7,14 @@ demo); `ConsumerMetrics` are the Prometheus series of DESIGN.md at `/metrics`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
+from prometheus_client.metrics_core import Metric
 
 from contracts import Outcome, rfc3339
 from prik.metrics import LATENCY_BUCKETS, lag_gauge, set_lags
@@ -41,23 +42,29 @@ class ConsumerMetrics:
     Every label value is fixed here (the consumer's LPS id is its operator's
     configuration, results and outcomes are the sets above), so no record can add
     a series. Every series exists from the start at 0, so `rate()` sees the first event.
+
+    Outcomes and attempts are counted in plain integers and handed to their Prometheus
+    counters when the registry is collected (a scrape, `exposition`): two locked `inc`
+    calls a message were ~2 % of the consumer's CPU, and a scrape sees the same values.
     """
 
     def __init__(self, lps: str) -> None:
         self.lps = lps
         self.registry = CollectorRegistry()
+        # Not registered themselves: `_Counted` brings them up to date, then collects them.
         self.deliveries = PromCounter(
             "prik_deliveries",
             "Messages taken to a final outcome (delivered, expired, dead-lettered), by LPS.",
             ["lps", "outcome"],
-            registry=self.registry,
+            registry=None,
         )
         self.attempts = PromCounter(
             "prik_delivery_attempts",
             "Delivery attempts to the LPS endpoint, by result.",
             ["lps", "result"],
-            registry=self.registry,
+            registry=None,
         )
+        self.registry.register(_Counted(self))
         self.latency = Histogram(
             "prik_delivery_latency_seconds",
             "From the message's time to the LPS accepting it.",
@@ -73,19 +80,35 @@ class ConsumerMetrics:
         )
         self.lag = lag_gauge(self.registry)
         # The series themselves, looked up once: `labels()` costs a few µs on every message.
-        self._outcomes = {outcome: self.deliveries.labels(lps, outcome.value) for outcome in _OUTCOMES}
-        self._attempts = {result: self.attempts.labels(lps, result) for result in ATTEMPT_RESULTS}
+        self._outcomes = {outcome.value: self.deliveries.labels(lps, outcome.value) for outcome in _OUTCOMES}
+        self._attempts: dict[str, PromCounter] = {r: self.attempts.labels(lps, r) for r in ATTEMPT_RESULTS}
         self._latency = self.latency.labels(lps)
         self.oldest.labels(lps).set(0)
+        # Counted since the last collection, by outcome value and by result.
+        self._outcome_counts: dict[str, int] = dict.fromkeys(self._outcomes, 0)
+        self._attempt_counts: dict[str, int] = dict.fromkeys(self._attempts, 0)
 
     def outcome(self, outcome: Outcome) -> None:
-        series = self._outcomes.get(outcome)
-        if series is None:
-            series = self._outcomes[outcome] = self.deliveries.labels(self.lps, outcome.value)
-        series.inc()
+        # By value: a str hashes in C, an Enum member through Python.
+        counts, value = self._outcome_counts, outcome.value
+        counts[value] = counts.get(value, 0) + 1
 
     def attempt(self, result: AttemptResult) -> None:
-        self._attempts[result].inc()
+        self._attempt_counts[result] += 1
+
+    def flush(self) -> None:
+        """Hand what was counted since the last collection to the Prometheus counters."""
+        for counts, series, labels in (
+            (self._outcome_counts, self._outcomes, self.deliveries),
+            (self._attempt_counts, self._attempts, self.attempts),
+        ):
+            for key, count in counts.items():
+                if count:
+                    counts[key] = 0
+                    child = series.get(key)
+                    if child is None:
+                        child = series[key] = labels.labels(self.lps, key)
+                    child.inc(count)
 
     def answered(self, message_time: datetime, at: datetime | None = None) -> None:
         """The LPS accepted a message: observe its latency (a sender's clock ahead of ours counts as 0)."""
@@ -98,6 +121,22 @@ class ConsumerMetrics:
 
     def lags(self, group: str, lags: Iterable[tuple[str, int, int]]) -> None:
         set_lags(self.lag, group, lags)
+
+
+class _Counted:
+    """The outcome and attempt counters in the registry, brought up to date whenever collected."""
+
+    def __init__(self, metrics: ConsumerMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._metrics.deliveries.describe()
+        yield from self._metrics.attempts.describe()
+
+    def collect(self) -> Iterator[Metric]:
+        self._metrics.flush()
+        yield from self._metrics.deliveries.collect()
+        yield from self._metrics.attempts.collect()
 
 
 @dataclass(slots=True)
