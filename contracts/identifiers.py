@@ -108,6 +108,9 @@ NOT_A_CPR_PATTERN = (
 )
 """Matches exactly the texts `is_cpr` says are no CPR number."""
 
+# A whole CPR number with a valid day and month: exactly what `_normalise_cpr` accepts.
+_VALID_CPR_RE = re.compile(_VALID_DDMM + r"[0-9]{2}-?[0-9]{4}")
+
 _NOT_A_CPR_SCHEMA = core_schema.custom_error_schema(
     core_schema.str_schema(pattern=NOT_A_CPR_PATTERN),
     custom_error_type="cpr_outside_data",
@@ -182,6 +185,12 @@ class Cpr:
 
     @classmethod
     def _validate(cls, value: object) -> Cpr:
+        if type(value) is str and _VALID_CPR_RE.fullmatch(value):
+            # What `__init__` would accept, in one regex and without its second parse; anything
+            # else takes the way below and gets its exact error.
+            cpr = object.__new__(cls)
+            object.__setattr__(cpr, "_value", value.replace("-", ""))
+            return cpr
         if isinstance(value, Cpr):
             return value
         if not isinstance(value, str):

@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 from pydantic_core import SchemaValidator, ValidationError, core_schema
 
-from contracts import Message, ParseError, is_cpr, parse, to_binary, to_bytes
+from contracts import Message, ParseError, Patient, is_cpr, parse, to_binary, to_bytes
 from contracts.identifiers import NOT_A_CPR_PATTERN
 from tests.unit.codec_oracle import parse as oracle
+from tests.unit.codec_oracle.identifiers import Patient as OldPatient
 from tests.unit.test_contracts_parse import cpr_texts, messages
 
 FUZZ = settings(max_examples=600, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -46,7 +47,7 @@ def _fields(model: BaseModel) -> list[tuple[str, str, Any]]:
     return found
 
 
-def _decide(read: Any, value: bytes, headers: list[tuple[str, bytes]] | None) -> Outcome:
+def _decide(read: Any, value: bytes | bytearray, headers: list[tuple[str, bytes]] | None) -> Outcome:
     try:
         message = read(value, headers)
     except ParseError as exc:
@@ -59,7 +60,7 @@ def _decide(read: Any, value: bytes, headers: list[tuple[str, bytes]] | None) ->
     )
 
 
-def _same(value: bytes, headers: list[tuple[str, bytes]] | None = None) -> Outcome:
+def _same(value: bytes | bytearray, headers: list[tuple[str, bytes]] | None = None) -> Outcome:
     new = _decide(parse, value, headers)
     assert new == _decide(oracle.parse, value, headers)
     return new
@@ -248,6 +249,8 @@ def _reshaped(value: bytes, obj: dict[str, Any], pick: random.Random, odd: objec
 @given(messages)
 def test_valid_messages_are_accepted_alike(message: Message) -> None:
     assert _same(to_bytes(message))[0] == "accepted"
+    assert _same(to_bytes(message), [])[0] == "accepted"
+    assert _same(bytearray(to_bytes(message)))[0] == "accepted"  # what a client may hand over
 
 
 @FUZZ
@@ -320,3 +323,32 @@ def test_not_a_cpr_pattern_on_any_text(text: str) -> None:
         assert is_cpr(text)
     else:
         assert not is_cpr(text)
+
+
+# --- CPR numbers in data -------------------------------------------------------------------------
+
+
+def _patient(model: type[BaseModel], value: object) -> tuple[Any, ...]:
+    try:
+        patient = model.model_validate({"cpr": value})
+    except ValidationError as exc:
+        return (
+            "refused",
+            [(e["type"], e["msg"]) for e in exc.errors(include_url=False, include_input=False)],
+        )
+    cpr = patient.__dict__["cpr"]
+    return ("accepted", type(cpr).__name__, cpr.value, str(cpr))
+
+
+@FUZZ
+@given(
+    cpr_texts()
+    | st.text(st.sampled_from("0123456789-"), max_size=12)
+    | st.sampled_from(
+        ["", "3213990000", "0113901234", "3002901234", "2902001234", "010190_1234", "٠١٠١٩٠١٢٣٤"]
+    )
+    | st.integers()
+    | st.none()
+)
+def test_cpr_numbers_are_decided_alike(value: object) -> None:
+    assert _patient(Patient, value) == _patient(OldPatient, value)
