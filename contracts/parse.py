@@ -173,6 +173,23 @@ def _parse(value: bytes, headers: Headers, max_bytes: int) -> Message:
     return _validate(attributes)
 
 
+def _structured(value: bytes, max_bytes: int) -> Message:
+    """`_parse` for a record without headers: the same checks in the same order, fewer calls between them.
+
+    Each Python call costs ~0.1 us, as much as a small check; a prik sender's
+    record (bytes, no headers) skips the header steps and the wrappers.
+    """
+    if len(value) > max_bytes:
+        check_record(None, value, (), max_bytes=max_bytes)
+    obj = loads(value)
+    if not _canonical(value, obj):
+        check_unique_members(value, obj)
+    if type(obj) is not dict:
+        msg = "message is not a JSON object"
+        raise ParseError(msg, stage="parse")
+    return _validate(obj)
+
+
 def parse(
     value: bytes | None, headers: Iterable[object] | None = None, *, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> Message:
@@ -183,6 +200,10 @@ def parse(
     whatever the bytes and headers.
     """
     try:
+        # Without headers there is no binary mode: a prik sender's record takes the short way.
+        no_headers = headers is None or (type(headers) in {list, tuple} and not headers)
+        if no_headers and type(value) is bytes:
+            return _structured(value, max_bytes)
         return _parse(value if value is not None else b"", normalise_headers(headers), max_bytes)
     except ParseError:
         raise
