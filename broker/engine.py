@@ -132,6 +132,9 @@ class TransactionalEngine:
         self._failed: dict[TopicPartition, list[Any]] = {}
         # Batches aborted in a row: after a few the engine goes record by record.
         self._aborts = 0
+        # Partitions of the batches aborted since: the row ends only once each has committed,
+        # not when another partition's batch commits in between (its own fetch, its own leader).
+        self._suspects: set[TopicPartition] = set()
 
     async def start(self) -> None:
         self._consumer = make_consumer(
@@ -220,15 +223,22 @@ class TransactionalEngine:
         """
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         settle_failures = 0
+        cancelled = False
         try:
             while not self._stopping.is_set():
                 if self.unsettled is not None:
                     settle_failures = await self._try_settle(settle_failures)
                     continue
                 await self._turn()
+        except asyncio.CancelledError:
+            # A forced stop (the grace is over): a commit that never ends must not hold
+            # it here; stop() gives what is in flight a bound, then cancels it.
+            cancelled = True
+            raise
         finally:
-            # Stopping: what is in flight commits (or aborts and is read again by the next owner).
-            await self.drain_in_flight()
+            if not cancelled:
+                # Stopping: what is in flight commits (or aborts and is read again by the next owner).
+                await self.drain_in_flight()
 
     async def _turn(self) -> None:
         """One fetch and what follows from it."""
@@ -264,9 +274,11 @@ class TransactionalEngine:
                 self.metrics.aborted_batch()
             _log.warning("router.batch_aborted", error=type(exc).__name__, attempt=self._aborts)
             await self.drain_in_flight()
-            # What failed in flight is read again too, with what this turn fetched.
+            # What failed in flight is read again too, with what this turn fetched. Where both
+            # hold a partition, the batch in flight has its earlier records: they must win, as
+            # a partition never committed is read again from the first record given.
             failed, self._failed = self._failed, {}
-            await self._rewind({**failed, **batches})
+            self._suspects |= await self._rewind({**batches, **failed})
             await self._pause(self._aborts)
 
     async def _fetch(self) -> tuple[dict[TopicPartition, list[ConsumerRecord]], bool]:
@@ -337,6 +349,7 @@ class TransactionalEngine:
         )
         self._committed_here = {tp: o for tp, o in committed.items() if o is not None}
         self._failed = {}
+        self._suspects &= assigned
         lost = {tp: o for tp, o in committed.items() if not dedup.has(tp.topic, tp.partition)}
         await rebuild_dedup(self._kafka, consumer, lost, dedup)
         await self.router.catch_up_tasks()
@@ -436,17 +449,24 @@ class TransactionalEngine:
         )
         decided_all: list[tuple[Incoming, Routed]] = []
         failure: BaseException | None = None
-        for (batch, decided, _), result in zip(plans, results, strict=True):
+        for share, (batch, decided, _), result in zip(shares.values(), plans, results, strict=True):
             if isinstance(result, BaseException):
                 failure = failure or result
                 continue
             self.router.commit(batch)
             decided_all.extend(decided)
+            self._passed(share)
         if decided_all:
             await self._committed(decided_all)
         if failure is not None:
             raise failure
-        self._aborts = 0
+        self._passed(())
+
+    def _passed(self, partitions: Iterable[TopicPartition]) -> None:
+        """A commit moved `partitions` on: aborts are no longer in a row once no suspect is left."""
+        self._suspects.difference_update(partitions)
+        if not self._suspects:
+            self._aborts = 0
 
     async def _finish_in_flight(self) -> None:
         """Wait for the batch in flight to commit; its failure is raised here."""
@@ -545,6 +565,7 @@ class TransactionalEngine:
             await self._replace_producer(tp.partition)
             raise
         self._committed_here[tp] = record.offset + 1
+        self._passed((tp,))
         _log.warning(
             "router.isolated_dead_letter", topic=tp.topic, partition=tp.partition, offset=record.offset
         )
@@ -604,33 +625,50 @@ class TransactionalEngine:
             except (TimeoutError, AIOKafkaError) as exc:
                 _log.warning("router.close_failed", client="producer", error=type(exc).__name__)
 
-    async def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """After an abort, read again from the last committed offset of each partition."""
-        assert self._consumer is not None  # noqa: S101 - start() precedes run()
-        owned = self._consumer.assignment()
+    async def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> set[TopicPartition]:
+        """After an abort, read again from the last committed offset of each partition.
+
+        The partitions that have records of `batches` to read again (the rest were committed).
+        """
+        consumer = self._consumer
+        assert consumer is not None  # noqa: S101 - start() precedes run()
+        again: set[TopicPartition] = set()
         for tp, records in batches.items():
-            if records and tp in owned:
+            if records and tp in consumer.assignment():
                 try:
-                    committed = await self._consumer.committed(tp)
+                    committed = await consumer.committed(tp)
                 except AIOKafkaError:
                     committed = None
                 committed = self._newest(tp, committed)
-                # Records one-by-one mode already committed are not read again.
-                self._consumer.seek(tp, committed if committed is not None else records[0].offset)
+                # Asked again: a rebalance may have taken the partition while Kafka answered
+                # (an abort is rewound outside the lock), and seeking it then raises.
+                if tp in consumer.assignment():
+                    # Records one-by-one mode already committed are not read again.
+                    offset = committed if committed is not None else records[0].offset
+                    consumer.seek(tp, offset)
+                    if offset <= records[-1].offset:
+                        again.add(tp)
+        return again
+
+    async def _end_in_flight(self, within: float) -> None:
+        """A forced stop cancelled the run loop: the last commit gets the same bound as the close."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            done, _ = await asyncio.wait({in_flight.task}, timeout=within)
+            if not done:
+                # Never committed: Kafka aborts it (or the next owner's producer fences it).
+                in_flight.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await in_flight.task
 
     async def stop(self, close_within: float = 10.0) -> None:
         """Leave the group and close; safe to call twice. Bounded: a dead broker cannot hang it."""
         self._stopping.set()
         consumer, self._consumer = self._consumer, None
+        # Before the lock: a revoke callback may hold it while it waits for this very commit.
+        await self._end_in_flight(close_within)
         async with self.lock:
-            in_flight, self._in_flight = self._in_flight, None
-            if in_flight is not None:
-                # A forced stop cancelled the run loop: the last commit gets the same bound as the close.
-                done, _ = await asyncio.wait({in_flight.task}, timeout=close_within)
-                if not done:
-                    in_flight.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await in_flight.task
+            await self._end_in_flight(close_within)
             if consumer is not None:
                 try:
                     await asyncio.wait_for(consumer.stop(), close_within)
