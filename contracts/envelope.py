@@ -64,34 +64,37 @@ class Envelope(BaseModel):
     partitionkey: PartitionKey | None = None
     data: BaseModel
 
+
+class _Addressed(Envelope):
+    """An envelope that must name its clinic; statuses and receipts skip this check's Python call."""
+
+    RECIPIENT_REQUIRED: ClassVar[bool] = True
+
     @model_validator(mode="after")
     def _recipient_when_required(self) -> Self:
-        if self.RECIPIENT_REQUIRED and self.recipient is None:
+        if self.recipient is None:
             kind = "recipient_required"
             raise PydanticCustomError(kind, "recipient is required for advisories and task requests")
         return self
 
 
-class VideoQueueNotice(Envelope):
+class VideoQueueNotice(_Addressed):
     """Advisory: a patient joined, left or was called in a clinic's video queue."""
 
-    RECIPIENT_REQUIRED: ClassVar[bool] = True
     type: Literal["dk.prik.advisory.video-queue.v1"] = "dk.prik.advisory.video-queue.v1"
     data: VideoQueueData
 
 
-class ReferralStatusNotice(Envelope):
+class ReferralStatusNotice(_Addressed):
     """Advisory: a municipality's news about a referral."""
 
-    RECIPIENT_REQUIRED: ClassVar[bool] = True
     type: Literal["dk.prik.advisory.referral-status.v1"] = "dk.prik.advisory.referral-status.v1"
     data: ReferralStatusData
 
 
-class TaskRequest(Envelope):
+class TaskRequest(_Addressed):
     """Task: a requester hands a clinic a task."""
 
-    RECIPIENT_REQUIRED: ClassVar[bool] = True
     type: Literal["dk.prik.task.request.v1"] = "dk.prik.task.request.v1"
     data: TaskRequestData
 
