@@ -23,24 +23,25 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError as AIOKafkaError
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 
 from contracts import ErrorStage, KafkaError
-from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_consumer, make_producer
+from prik.kafka import FATAL_PRODUCER_ERRORS, kafka_errors, make_consumer
 from prik.logs import debug_enabled, get_logger, trace_fields
 from prik.metrics import partition_lags
 from prik.quarantine import read_one
 from prik.settings import KafkaSettings
 
-from .assignor import PartitionNumberAssignor, transactional_id
+from .assignor import PartitionNumberAssignor
 from .metrics import RouterMetrics
 from .outputs import dead_letter
 from .rebuild import rebuild_dedup
 from .records import Incoming, Outgoing
 from .router import NOTHING_STAGED, Batch, Routed, Router, Staged
+from .transactional import TransactionalProducers
 
 __all__ = ["EngineStats", "TransactionalEngine"]
 
@@ -108,7 +109,6 @@ class TransactionalEngine:
         self._kafka = kafka
         self.router = router
         self._group_id = group_id
-        self._transactional_prefix = transactional_prefix
         self._client_id = instance_id
         self._max_batch = max_batch
         self.on_batch = on_batch
@@ -117,7 +117,7 @@ class TransactionalEngine:
         self.stats = EngineStats()
         self._consumer: AIOKafkaConsumer | None = None
         # One transactional producer per input partition number this instance owns.
-        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._producers = TransactionalProducers(kafka, transactional_prefix, instance_id)
         # Assigned partitions whose ownership is not yet taken (see _settle).
         self.unsettled: set[TopicPartition] | None = None
         # Where this instance last committed each partition: if Kafka says otherwise
@@ -191,22 +191,6 @@ class TransactionalEngine:
         if here is not None and (committed is None or here > committed):
             return here
         return committed
-
-    async def _new_producer(self, partition: int) -> AIOKafkaProducer:
-        producer = make_producer(
-            self._kafka,
-            transactional_id=transactional_id(self._transactional_prefix, partition),
-            client_id=self._client_id,
-        )
-        try:
-            with kafka_errors("starting the router's transactional producer"):
-                # Fences any earlier incarnation with this id and aborts its open transaction.
-                await producer.start()
-        except KafkaError:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            raise
-        return producer
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -326,16 +310,7 @@ class TransactionalEngine:
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         consumer, assigned = self._consumer, self.unsettled or set()
         numbers = {tp.partition for tp in assigned}
-        await self._close_producers([p for p in self._producers if p not in numbers] + sorted(numbers))
-        started = await asyncio.gather(
-            *(self._new_producer(p) for p in sorted(numbers)), return_exceptions=True
-        )
-        for p, producer in zip(sorted(numbers), started, strict=True):
-            if isinstance(producer, AIOKafkaProducer):
-                self._producers[p] = producer
-        for result in started:
-            if isinstance(result, BaseException):
-                raise result
+        await self._producers.own(numbers)
         with kafka_errors("reading the committed offsets"):
             committed = await self._seek_to_committed(assigned)
         # A window is still this instance's only if nobody committed the partition since.
@@ -511,7 +486,7 @@ class TransactionalEngine:
     async def _transact(
         self, partition: int, share: dict[TopicPartition, list[Any]], outputs: list[Outgoing]
     ) -> None:
-        producer = await self._healthy_producer(partition)
+        producer = await self._producers.healthy(partition)
         try:
             async with producer.transaction():
                 sends = [
@@ -525,7 +500,7 @@ class TransactionalEngine:
             # A failed send leaves the idempotent producer's sequence numbers
             # behind the broker's (the next send is OutOfOrderSequenceNumber,
             # aiokafka #1017): only a new producer, with a new epoch, goes on.
-            await self._replace_producer(partition)
+            await self._producers.replace(partition)
             raise
         self._committed_here.update(offsets)
 
@@ -553,7 +528,7 @@ class TransactionalEngine:
         if too_large:
             # The original does not fit next to the error headers: keep where it was instead.
             letter = Outgoing(letter.topic, letter.key, b"", letter.headers)
-        producer = await self._healthy_producer(tp.partition)
+        producer = await self._producers.healthy(tp.partition)
         try:
             async with producer.transaction():
                 sent = await producer.send(
@@ -562,7 +537,7 @@ class TransactionalEngine:
                 await sent
                 await producer.send_offsets_to_transaction({tp: record.offset + 1}, self._group_id)
         except AIOKafkaError:
-            await self._replace_producer(tp.partition)
+            await self._producers.replace(tp.partition)
             raise
         self._committed_here[tp] = record.offset + 1
         self._passed((tp,))
@@ -602,28 +577,6 @@ class TransactionalEngine:
         if consumer is None:
             return []
         return await partition_lags(consumer, consumer.assignment())
-
-    async def _healthy_producer(self, partition: int) -> AIOKafkaProducer:
-        """Partition number `partition`'s producer, rebuilt first if none is left or it is wedged."""
-        producer = self._producers.get(partition)
-        if producer is None or producer._txn_manager.is_fatal_error():  # noqa: SLF001 - no public check
-            await self._replace_producer(partition)
-            producer = self._producers[partition]
-        return producer
-
-    async def _replace_producer(self, partition: int) -> None:
-        # A wedged producer only recovers as a new one (aiokafka #1017). If the
-        # new one fails to start, none is left and the next batch tries again.
-        await self._close_producers([partition])
-        self._producers[partition] = await self._new_producer(partition)
-
-    async def _close_producers(self, partitions: list[int], within: float = 10.0) -> None:
-        closing = [self._producers.pop(p) for p in dict.fromkeys(partitions) if p in self._producers]
-        for producer in closing:
-            try:
-                await asyncio.wait_for(producer.stop(), within)
-            except (TimeoutError, AIOKafkaError) as exc:
-                _log.warning("router.close_failed", client="producer", error=type(exc).__name__)
 
     async def _rewind(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> set[TopicPartition]:
         """After an abort, read again from the last committed offset of each partition.
@@ -674,4 +627,4 @@ class TransactionalEngine:
                     await asyncio.wait_for(consumer.stop(), close_within)
                 except (TimeoutError, AIOKafkaError) as exc:
                     _log.warning("router.close_failed", client="consumer", error=type(exc).__name__)
-            await self._close_producers(list(self._producers), close_within)
+            await self._producers.close(self._producers.numbers(), close_within)
