@@ -249,7 +249,14 @@ def _check_kommunekode(value: str) -> str:
     return value
 
 
+# An https URL whose host is plain letters, digits, dots and dashes (no user, port or
+# brackets): urlsplit finds that host for certain, so the common URL skips urlsplit (~1 us).
+_PLAIN_HTTPS_RE = re.compile(r"https://[A-Za-z0-9.-]+(?:[/?#][!-~]*)?")
+
+
 def _check_https(value: str) -> str:
+    if _PLAIN_HTTPS_RE.fullmatch(value):
+        return value
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.hostname:
         kind = "https_url"

@@ -19,12 +19,13 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic_core import SchemaValidator, ValidationError, core_schema
 
-from contracts import Message, ParseError, Patient, is_cpr, parse, to_binary, to_bytes
+from contracts import HttpsUrl, Message, ParseError, Patient, is_cpr, parse, to_binary, to_bytes
 from contracts.identifiers import NOT_A_CPR_PATTERN
 from tests.unit.codec_oracle import parse as oracle
+from tests.unit.codec_oracle.identifiers import HttpsUrl as OldHttpsUrl
 from tests.unit.codec_oracle.identifiers import Patient as OldPatient
 from tests.unit.test_contracts_parse import cpr_texts, messages
 
@@ -352,3 +353,26 @@ def _patient(model: type[BaseModel], value: object) -> tuple[Any, ...]:
 )
 def test_cpr_numbers_are_decided_alike(value: object) -> None:
     assert _patient(Patient, value) == _patient(OldPatient, value)
+
+
+# --- https URLs ------------------------------------------------------------------------------------
+
+_URL_TAILS = st.text(st.sampled_from("aZ09.-/?#:@[]%_~"), max_size=16)
+
+
+def _url(adapter: TypeAdapter[str], value: str) -> tuple[Any, ...]:
+    try:
+        return ("accepted", adapter.validate_python(value))
+    except ValidationError as exc:
+        return (
+            "refused",
+            [(e["type"], e["msg"]) for e in exc.errors(include_url=False, include_input=False)],
+        )
+
+
+@FUZZ
+@given(
+    _URL_TAILS.map(lambda tail: "https://" + tail) | _URL_TAILS.map(lambda tail: "http://" + tail) | _TEXTS
+)
+def test_https_urls_are_decided_alike(value: str) -> None:
+    assert _url(TypeAdapter(HttpsUrl), value) == _url(TypeAdapter(OldHttpsUrl), value)
