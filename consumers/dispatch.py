@@ -221,9 +221,11 @@ class Dispatcher:
                     return
                 lane.queue.popleft()
                 part.tracker.done(record.offset)
-                part.release(lane.clinic, len(lane.queue), self._lane_limit)
+                if part.behind:  # only a clinic that is behind has records to release
+                    part.release(lane.clinic, len(lane.queue), self._lane_limit)
                 self._forget(lane.clinic)
-                self._apply_backpressure(part)
+                if part.paused:  # a finished record can only lift a pause (the fetch loop sets them)
+                    self._apply_backpressure(part)
         finally:
             lane.task = None
             if not lane.queue and part.lanes.get(lane.clinic) is lane:

@@ -45,13 +45,17 @@ def receipt_id(lps: str, message: Message) -> str:
     return _uuid_text(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest())
 
 
+# The hex digit of byte 8's high nibble with the RFC 4122 variant bits (10xx) set.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
+
+
 def _uuid_text(digest: bytes) -> str:
-    """The UUID 5 text of a SHA-1 digest: version and RFC 4122 variant bits set, as `uuid.uuid5`."""
-    raw = bytearray(digest[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """The UUID 5 text of a SHA-1 digest's first 16 bytes, as `uuid.uuid5` writes it.
+
+    On the hex text: the version nibble (13th digit) is 5, the variant's digit 8-b.
+    """
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 class ReceiptWriter:
@@ -99,14 +103,15 @@ class ReceiptWriter:
                 recipient = message.recipient
             # Validated fields: ids printable ASCII (quote and backslash excluded above), sources
             # `urn:prik:<tenant>`, types references, recipients SOR digits; so none needs escaping.
+            # An Outcome (a StrEnum) formats as its value.
             time = at.isoformat()[:-6] + "Z"  # UTC: "+00:00" is the tail pydantic writes as "Z"
             to = "" if recipient is None else f'"recipient":"{recipient}",'
             return (
                 f'{{"specversion":"1.0","id":"{self.receipt_id(message)}{self._head}{time}",'
                 f'"datacontenttype":"application/json","correlationid":"{message_id}","priority":"normal",'
                 f'"data":{{"message_id":"{message_id}","message_source":"{message.source}",'
-                f'"message_type":"{message.type}",{to}"outcome":"{outcome.value}",'
-                f'"attempts":{attempts:d},"at":"{time}"}}}}'
+                f'"message_type":"{message.type}",{to}"outcome":"{outcome}",'
+                f'"attempts":{attempts},"at":"{time}"}}}}'
             ).encode()
         receipt = build_receipt(
             self._lps, message, outcome, recipient=recipient, attempts=attempts, reason=reason, at=at
