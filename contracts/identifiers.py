@@ -83,59 +83,6 @@ def contains_cpr(text: str) -> bool:
     return any(_valid_day_month(int(m[1]), int(m[2])) for m in _CPR_IN_TEXT_RE.finditer(text))
 
 
-# The same rule as `is_cpr`, turned around for pydantic-core's regex engine (no lookaround):
-# a text that is *not* a CPR number. A CPR is DDMM (valid day and month) YY, an optional
-# '-', SSSS; so a non-CPR is any other length, or ten or eleven characters whose first
-# four are not a valid DDMM, or whose rest is not YYSSSS / YY-SSSS.
-def _not_all_digits(length: int) -> str:
-    """A regex for exactly `length` characters, at least one of them not a digit."""
-    ways = (f"[0-9]{{{k}}}[^0-9][\\s\\S]{{{length - 1 - k}}}" for k in range(length))
-    return "(?:" + "|".join(ways) + ")"
-
-
-_VALID_DDMM = r"(?:(?:0[1-9]|[12][0-9])(?:0[1-9]|1[0-2])|30(?:0[13-9]|1[0-2])|31(?:0[13578]|1[02]))"
-_INVALID_DDMM = (
-    "(?:" + _not_all_digits(4) + r"|00[0-9]{2}|(?:3[2-9]|[4-9][0-9])[0-9]{2}"
-    r"|(?:0[1-9]|[12][0-9])(?:00|1[3-9]|[2-9][0-9])|30(?:0[02]|1[3-9]|[2-9][0-9])"
-    r"|31(?:0[02469]|1[13-9]|[2-9][0-9]))"
-)
-_NOT_YY_DASH_SSSS = (
-    "(?:" + _not_all_digits(2) + r"[\s\S]{5}|[0-9]{2}[^-][\s\S]{4}|[0-9]{2}-" + _not_all_digits(4) + ")"
-)
-NOT_A_CPR_PATTERN = (
-    r"^(?:[\s\S]{0,9}|[\s\S]{12,}|" + _INVALID_DDMM + r"[\s\S]{6,7}"
-    "|" + _VALID_DDMM + "(?:" + _not_all_digits(6) + "|" + _NOT_YY_DASH_SSSS + "))$"
-)
-"""Matches exactly the texts `is_cpr` says are no CPR number."""
-
-# A whole CPR number with a valid day and month: exactly what `_normalise_cpr` accepts.
-_VALID_CPR_RE = re.compile(_VALID_DDMM + r"[0-9]{2}-?[0-9]{4}")
-
-_NOT_A_CPR_SCHEMA = core_schema.custom_error_schema(
-    core_schema.str_schema(pattern=NOT_A_CPR_PATTERN),
-    custom_error_type="cpr_outside_data",
-    custom_error_message="must not be a CPR number",
-)
-
-
-class NotACpr:
-    """`Annotated` marker after a str type: refuse a text that is a CPR number (`is_cpr`).
-
-    The check runs inside pydantic-core, as one more regex after the type's own
-    constraints: no Python call per value. Same error (`cpr_outside_data`, "must
-    not be a CPR number") and JSON Schema as an `AfterValidator` calling `is_cpr`.
-    """
-
-    __slots__ = ()
-
-    def __get_pydantic_core_schema__(
-        self,
-        source: Any,  # noqa: ANN401  pydantic hook signature
-        handler: GetCoreSchemaHandler,
-    ) -> core_schema.CoreSchema:
-        return core_schema.chain_schema([handler(source), _NOT_A_CPR_SCHEMA])
-
-
 class Cpr:
     """A Danish personal identification number that does not print itself.
 
@@ -185,12 +132,6 @@ class Cpr:
 
     @classmethod
     def _validate(cls, value: object) -> Cpr:
-        if type(value) is str and _VALID_CPR_RE.fullmatch(value):
-            # What `__init__` would accept, in one regex and without its second parse; anything
-            # else takes the way below and gets its exact error.
-            cpr = object.__new__(cls)
-            object.__setattr__(cpr, "_value", value.replace("-", ""))
-            return cpr
         if isinstance(value, Cpr):
             return value
         if not isinstance(value, str):

@@ -14,11 +14,11 @@ from contracts.identifiers import (
     STRICT_MODEL_CONFIG,
     HttpsUrl,
     Kommunekode,
-    NotACpr,
     Patient,
     Sor,
     UtcDatetime,
     contains_cpr,
+    is_cpr,
 )
 from contracts.tasks import TaskStatus
 
@@ -97,6 +97,13 @@ class Outcome(StrEnum):
 # random UUID in a few thousand ("…ab010190-1234-…"). Subjects are prose, so any CPR-shaped run counts.
 
 
+def _not_a_cpr(value: str) -> str:
+    if is_cpr(value):
+        kind = "cpr_outside_data"
+        raise PydanticCustomError(kind, "must not be a CPR number")
+    return value
+
+
 def no_cpr(value: str) -> str:
     """A pydantic validator: refuse text holding anything shaped like a CPR number."""
     if contains_cpr(value):
@@ -108,7 +115,7 @@ def no_cpr(value: str) -> str:
 MessageId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=ID_MAX_CHARS, pattern=ID_PATTERN),
-    NotACpr(),
+    AfterValidator(_not_a_cpr),
 ]
 """A message id, unique per source: the dedup key and webhook-id."""
 
