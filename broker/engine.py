@@ -496,11 +496,11 @@ class TransactionalEngine:
                 await asyncio.gather(*sends)
                 offsets = {tp: records[-1].offset + 1 for tp, records in share.items()}
                 await producer.send_offsets_to_transaction(offsets, self._group_id)
-        except AIOKafkaError:
+        except AIOKafkaError as exc:
             # A failed send leaves the idempotent producer's sequence numbers
             # behind the broker's (the next send is OutOfOrderSequenceNumber,
             # aiokafka #1017): only a new producer, with a new epoch, goes on.
-            await self._producers.replace(partition)
+            await self._producers.failed(partition, exc)
             raise
         self._committed_here.update(offsets)
 
@@ -536,8 +536,8 @@ class TransactionalEngine:
                 )
                 await sent
                 await producer.send_offsets_to_transaction({tp: record.offset + 1}, self._group_id)
-        except AIOKafkaError:
-            await self._producers.replace(tp.partition)
+        except AIOKafkaError as failure:
+            await self._producers.failed(tp.partition, failure)
             raise
         self._committed_here[tp] = record.offset + 1
         self._passed((tp,))
