@@ -216,30 +216,39 @@ def _dump(msg: Envelope) -> dict[str, Any]:
     return msg.model_dump(mode="json", exclude_none=True)
 
 
-def _nullable(cls: type[BaseModel]) -> tuple[str, ...]:
-    """The fields of `cls` whose annotation admits None: the only ones `exclude_none` can drop."""
+def _shape(cls: type[BaseModel]) -> tuple[int, tuple[str, ...]]:
+    """How many fields `cls` has, and the nullable ones: the only ones `exclude_none` can drop."""
     names = []
     for name, field in cls.model_fields.items():
         annotation = field.annotation
         if get_origin(annotation) in {Union, types.UnionType} and type(None) in get_args(annotation):
             names.append(name)
-    return tuple(names)
+    return len(cls.model_fields), tuple(names)
 
 
-# Every model a message holds, with its nullable fields. A model not listed (a subclass
-# nobody registered) makes `_fields` raise, and `to_bytes` takes pydantic's way.
-_NULLABLE: dict[type, tuple[str, ...]] = {Patient: _nullable(Patient)}
+# Every model a message holds, with its shape. A model not listed (a subclass nobody
+# registered) makes `_fields` raise, and `to_bytes` takes pydantic's way.
+_SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {Patient: _shape(Patient)}
 for _cls in MESSAGE_CLASSES.values():
-    _NULLABLE[_cls] = _nullable(_cls)
+    _SHAPES[_cls] = _shape(_cls)
     _data = _cls.model_fields["data"].annotation
     if isinstance(_data, type) and issubclass(_data, BaseModel):
-        _NULLABLE[_data] = _nullable(_data)
+        _SHAPES[_data] = _shape(_data)
 
 
 def _fields(model: BaseModel) -> dict[str, Any]:
-    """A model's fields in model order, without the None ones; KeyError for a model type not listed."""
+    """A model's fields in model order, without the None ones.
+
+    LookupError for a model type not listed, and for a model holding more or fewer
+    keys than fields: `model_copy(update=...)` stores a key that is no field (a typo
+    such as `cpr` for the envelope), which pydantic leaves out; `model_construct`
+    leaves a field out.
+    """
     fields = model.__dict__.copy()
-    for name in _NULLABLE[type(model)]:
+    count, nullable = _SHAPES[type(model)]
+    if len(fields) != count:
+        raise LookupError
+    for name in nullable:
         if fields[name] is None:
             del fields[name]
     return fields
@@ -252,7 +261,13 @@ def to_bytes(msg: Message) -> bytes:
     UTF-8, fields in model order, times in UTC with 'Z'), in two thirds of its time:
     the fields go to orjson as a dict per model (a message is an envelope, its data
     and at most a patient). What orjson cannot write (a model type not listed, an
-    integer over 64 bits, a lone surrogate) goes pydantic-core's way.
+    integer over 64 bits, a lone surrogate) goes pydantic-core's way, and so does
+    an unvalidated copy holding a key that is no field. Two kinds of copy that no
+    validation lets through are written differently, not caught because catching
+    them costs a third of this function: None in a field without None (orjson
+    writes null, which `parse` refuses; pydantic leaves the field out, read back
+    as its default or refused as missing) and a time offset with seconds (orjson
+    rounds it to whole minutes, pydantic cuts the seconds; neither reads back).
     """
     try:
         fields = _fields(msg)
