@@ -148,8 +148,15 @@ def _canonical(value: bytes, obj: Any) -> bool:  # noqa: ANN401  any decoded JSO
         return False
 
 
-def _json(value: bytes) -> Any:  # noqa: ANN401  JSON may be any value
+def _json(value: bytes | bytearray | memoryview | str) -> Any:  # noqa: ANN401  JSON may be any value
     obj = loads(value)
+    if isinstance(value, bytearray):
+        value = bytes(value)
+    elif not isinstance(value, bytes):
+        # A memoryview or str that is JSON: the codec `parse` must decide as (before issue 12)
+        # failed to count commas in it, and `parse` refused it as unreadable, unprefixed in binary mode.
+        msg = "JSON in a memoryview or str"
+        raise TypeError(msg)
     if not _canonical(value, obj):
         check_unique_members(value, obj)
     return obj
