@@ -269,12 +269,13 @@ def to_bytes(msg: Message) -> bytes:
     the fields go to orjson as a dict per model (a message is an envelope, its data
     and at most a patient). What orjson cannot write (a model type not listed, an
     integer over 64 bits, a lone surrogate) goes pydantic-core's way, and so does
-    an unvalidated copy holding a key that is no field. Two kinds of copy that no
-    validation lets through are written differently, not caught because catching
-    them costs a third of this function: None in a field without None (orjson
-    writes null, which `parse` refuses; pydantic leaves the field out, read back
-    as its default or refused as missing) and a time offset with seconds (orjson
-    rounds it to whole minutes, pydantic cuts the seconds; neither reads back).
+    an unvalidated copy holding a key that is no field. A copy holding a value no
+    validation lets through is written differently, not caught because catching
+    it costs a third of this function or more: None in a field without None
+    (orjson writes null, which `parse` refuses; pydantic leaves the field out,
+    read back as its default or refused as missing), a time offset with seconds
+    (orjson rounds it to whole minutes, pydantic cuts the seconds), True in an
+    int field (orjson writes true, pydantic 1). Copy with valid values only.
     """
     try:
         fields = _fields(msg)
