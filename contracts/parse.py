@@ -236,24 +236,28 @@ def _shape(cls: type[BaseModel]) -> tuple[int, tuple[str, ...]]:
 # Every model a message holds, with its shape. A model not listed (a subclass nobody
 # registered) makes `_fields` raise, and `to_bytes` takes pydantic's way.
 _SHAPES: dict[type, tuple[int, tuple[str, ...]]] = {Patient: _shape(Patient)}
+# The data class of each message class: pydantic writes a copy's other data by this one's fields.
+_DATA: dict[type, type] = {}
 for _cls in MESSAGE_CLASSES.values():
     _SHAPES[_cls] = _shape(_cls)
     _data = _cls.model_fields["data"].annotation
     if isinstance(_data, type) and issubclass(_data, BaseModel):
         _SHAPES[_data] = _shape(_data)
+        _DATA[_cls] = _data
 
 
-def _fields(model: BaseModel) -> dict[str, Any]:
+def _fields(model: BaseModel, cls: type) -> dict[str, Any]:
     """A model's fields in model order, without the None ones.
 
-    LookupError for a model type not listed, and for a model holding more or fewer
-    keys than fields: `model_copy(update=...)` stores a key that is no field (a typo
-    such as `cpr` for the envelope), which pydantic leaves out; `model_construct`
-    leaves a field out.
+    LookupError for a model type not listed or not `cls` (a copy can put another
+    message type's data in a message; pydantic writes only the fields of the type's
+    own data class), and for a model holding more or fewer keys than fields:
+    `model_copy(update=...)` stores a key that is no field (a typo such as `cpr`
+    for the envelope), which pydantic leaves out; `model_construct` leaves one out.
     """
     fields = model.__dict__.copy()
-    count, nullable = _SHAPES[type(model)]
-    if len(fields) != count:
+    count, nullable = _SHAPES[cls]
+    if len(fields) != count or type(model) is not cls:
         raise LookupError
     for name in nullable:
         if fields[name] is None:
@@ -269,7 +273,7 @@ def to_bytes(msg: Message) -> bytes:
     the fields go to orjson as a dict per model (a message is an envelope, its data
     and at most a patient). What orjson cannot write (a model type not listed, an
     integer over 64 bits, a lone surrogate) goes pydantic-core's way, and so does
-    an unvalidated copy holding a key that is no field. A copy holding a value no
+    an unvalidated copy holding a key that is no field or another type's data. A copy holding a value no
     validation lets through is written differently, not caught because catching
     it costs a third of this function or more: None in a field without None
     (orjson writes null, which `parse` refuses; pydantic leaves the field out,
@@ -278,11 +282,11 @@ def to_bytes(msg: Message) -> bytes:
     int field (orjson writes true, pydantic 1). Copy with valid values only.
     """
     try:
-        fields = _fields(msg)
-        data = fields["data"] = _fields(fields["data"])
+        fields = _fields(msg, type(msg))
+        data = fields["data"] = _fields(fields["data"], _DATA[type(msg)])
         patient = data.get("patient")
         if patient is not None:
-            data["patient"] = patient = _fields(patient)
+            data["patient"] = patient = _fields(patient, Patient)
             patient["cpr"] = patient["cpr"].value
         return orjson.dumps(fields, option=orjson.OPT_UTC_Z)
     except (LookupError, AttributeError, TypeError):
