@@ -174,7 +174,7 @@ def _drawn(strategy: st.SearchStrategy[Any], count: int) -> list[Any]:
     return found
 
 
-# --- mutations (as tests/unit/test_codec_oracle.py drew them) -----------------------------------
+# --- mutations (as the oracle test of issue 12 drew them) ---------------------------------------
 
 TIME_TEXTS = st.sampled_from(
     [
