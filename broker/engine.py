@@ -50,6 +50,8 @@ _log = get_logger(__name__)
 _ISOLATE_AFTER = 3
 # Records decided between two turns of the event loop while a batch commits (~1-2 ms).
 _YIELD_EVERY = 32
+# How long one top-up fetch waits while the batch in flight commits.
+_TOP_UP_MS = 5
 
 
 # Per partition number: the batch that decided, what it decided, and the outputs to write.
@@ -134,6 +136,8 @@ class TransactionalEngine:
         self._failed: dict[TopicPartition, list[Any]] = {}
         # Batches aborted in a row: after a few the engine goes record by record.
         self._aborts = 0
+        # A fetch while topping up a batch failed to decode: the next turn quarantines.
+        self._undecodable = False
         # Partitions of the batches aborted since: the row ends only once each has committed,
         # not when another partition's batch commits in between (its own fetch, its own leader).
         self._suspects: set[TopicPartition] = set()
@@ -229,7 +233,12 @@ class TransactionalEngine:
     async def _turn(self) -> None:
         """One fetch and what follows from it."""
         generation = self.generation
-        batches, undecodable = await self._fetch()
+        if self._undecodable:
+            # A top-up fetch of the pipeline failed to decode: the quarantine takes it from here.
+            batches: dict[TopicPartition, list[ConsumerRecord]] = {}
+            undecodable, self._undecodable = True, False
+        else:
+            batches, undecodable = await self._fetch()
         try:
             if not batches and not undecodable:
                 # Nothing new: a batch in flight still has to be seen through.
@@ -267,11 +276,15 @@ class TransactionalEngine:
             self._suspects |= await self._rewind({**batches, **failed})
             await self._pause(self._aborts)
 
-    async def _fetch(self) -> tuple[dict[TopicPartition, list[ConsumerRecord]], bool]:
+    async def _fetch(
+        self, timeout_ms: int = 200, max_records: int | None = None
+    ) -> tuple[dict[TopicPartition, list[ConsumerRecord]], bool]:
         """The next records, and whether a fetch failed to decode (see prik/quarantine.py)."""
         assert self._consumer is not None  # noqa: S101 - start() precedes run()
         try:
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+            batches = await self._consumer.getmany(
+                timeout_ms=timeout_ms, max_records=max_records or self._max_batch
+            )
         except AIOKafkaError:
             raise
         except Exception as exc:  # noqa: BLE001  aiokafka cannot decode a record of the fetch
@@ -379,16 +392,43 @@ class TransactionalEngine:
         await self._commit(shares, await self._decide_shares(shares, NOTHING_STAGED))
 
     async def _pipeline(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        """Decide `batches` while the batch in flight commits, then start committing them."""
-        shares = self._plan_shares(batches)
+        """Decide `batches` while the batch in flight commits, then start committing them.
+
+        Until that commit ends, whatever else arrives joins this batch, decided as it
+        comes: under light load a batch is everything that arrived during the previous
+        commit, as without the pipeline, rather than the first record or two, which
+        would make all the others wait for one more commit.
+        """
         previous = self._in_flight
         staged = previous.staged if previous is not None else NOTHING_STAGED
-        plans = await self._decide_shares(shares, staged)
+        topic_exists = self._cluster.topics().__contains__
+        taken: dict[TopicPartition, list[Any]] = {}
+        shares: _Shares = {}
+        plans: dict[int, _Plan] = {}
+        more: dict[TopicPartition, list[Any]] = batches
+        while True:
+            for tp, records in more.items():
+                taken.setdefault(tp, []).extend(records)
+            for p, share in self._plan_shares(more).items():
+                plan = plans.get(p)
+                batch = plan[0] if plan is not None else Batch(topic_exists=topic_exists, ahead=staged)
+                _, decided, outputs = await self._decide(share, batch)
+                if plan is None:
+                    plans[p] = (batch, decided, outputs)
+                else:
+                    plan[1].extend(decided)
+                    plan[2].extend(outputs)
+                for tp, records in share.items():
+                    shares.setdefault(p, {}).setdefault(tp, []).extend(records)
+            room = self._max_batch - sum(len(r) for r in taken.values())
+            if previous is None or previous.task.done() or room <= 0 or self._undecodable:
+                break
+            more, self._undecodable = await self._fetch(timeout_ms=_TOP_UP_MS, max_records=room)
         await self._finish_in_flight()
         self._in_flight = _InFlight(
-            batches,
-            Staged.of(plan[0] for plan in plans),
-            asyncio.create_task(self._commit(shares, plans), name="router-commit"),
+            taken,
+            Staged.of(plan[0] for plan in plans.values()),
+            asyncio.create_task(self._commit(shares, [plans[p] for p in shares]), name="router-commit"),
         )
 
     def _plan_shares(self, batches: dict[TopicPartition, list[Any]]) -> _Shares:
