@@ -39,13 +39,13 @@ def _cases(kind: str, group: str | None = None) -> list[dict[str, Any]]:
     return [c for c in _corpus() if c["kind"] == kind and (group is None or c["group"] == group)]
 
 
-def _fields(model: BaseModel) -> list[list[Any]]:
+def fields_of(model: BaseModel) -> list[list[Any]]:
     """Every field at every level: dotted name, Python type, and for times whether held in UTC."""
     found: list[list[Any]] = []
     for name, value in model.__dict__.items():
         if isinstance(value, BaseModel):
             found.append([name, type(value).__name__, None])
-            found.extend([f"{name}.{n}", t, u] for n, t, u in _fields(value))
+            found.extend([f"{name}.{n}", t, u] for n, t, u in fields_of(value))
         else:
             utc = value.tzinfo is UTC if isinstance(value, datetime) else None
             found.append([name, type(value).__name__, utc])
@@ -80,7 +80,7 @@ def _decide(case: dict[str, Any]) -> list[Any]:
     # Written back as the old codec wrote it, which was pydantic's own JSON, and read back the same.
     assert message.__pydantic_serializer__.to_json(message, exclude_none=True) == written
     assert parse(written) == message
-    return ["accepted", type(message).__name__, base64.b64encode(written).decode("ascii"), _fields(message)]
+    return ["accepted", type(message).__name__, base64.b64encode(written).decode("ascii"), fields_of(message)]
 
 
 @pytest.mark.parametrize("group", GROUPS)

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,9 +38,10 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from contracts import Message, example_messages, to_binary, to_bytes
+from tests.unit.test_codec_golden import fields_of
 from tests.unit.test_contracts_parse import cpr_texts, header_lists, messages
 
 OLD_COMMIT = "c713fe8"
@@ -91,19 +91,6 @@ def _b64(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-def fields(model: BaseModel) -> list[list[Any]]:
-    """Every field at every level: dotted name, Python type, and for times whether held in UTC."""
-    found: list[list[Any]] = []
-    for name, value in model.__dict__.items():
-        if isinstance(value, BaseModel):
-            found.append([name, type(value).__name__, None])
-            found.extend([f"{name}.{n}", t, u] for n, t, u in fields(value))
-        else:
-            utc = value.tzinfo is UTC if isinstance(value, datetime) else None
-            found.append([name, type(value).__name__, utc])
-    return found
-
-
 class Recorder:
     def __init__(self, old: ModuleType) -> None:
         self.old = old  # the old parse module
@@ -129,7 +116,7 @@ class Recorder:
                 outcome: list[Any] = ["refused", exc.stage, exc.reason]
             else:
                 written = self.old.to_bytes(message)
-                outcome = ["accepted", type(message).__name__, _b64(written), fields(message)]
+                outcome = ["accepted", type(message).__name__, _b64(written), fields_of(message)]
             self.lines.append(
                 {
                     "kind": "parse",
