@@ -406,25 +406,32 @@ class TransactionalEngine:
         shares: _Shares = {}
         plans: dict[int, _Plan] = {}
         more: dict[TopicPartition, list[Any]] = batches
-        while True:
-            for tp, records in more.items():
-                taken.setdefault(tp, []).extend(records)
-            for p, share in self._plan_shares(more).items():
-                plan = plans.get(p)
-                batch = plan[0] if plan is not None else Batch(topic_exists=topic_exists, ahead=staged)
-                _, decided, outputs = await self._decide(share, batch)
-                if plan is None:
-                    plans[p] = (batch, decided, outputs)
-                else:
-                    plan[1].extend(decided)
-                    plan[2].extend(outputs)
-                for tp, records in share.items():
-                    shares.setdefault(p, {}).setdefault(tp, []).extend(records)
-            room = self._max_batch - sum(len(r) for r in taken.values())
-            if previous is None or previous.task.done() or room <= 0 or self._undecodable:
-                break
-            more, self._undecodable = await self._fetch(timeout_ms=_TOP_UP_MS, max_records=room)
-        await self._finish_in_flight()
+        try:
+            while True:
+                for tp, records in more.items():
+                    taken.setdefault(tp, []).extend(records)
+                for p, share in self._plan_shares(more).items():
+                    plan = plans.get(p)
+                    batch = plan[0] if plan is not None else Batch(topic_exists=topic_exists, ahead=staged)
+                    _, decided, outputs = await self._decide(share, batch)
+                    if plan is None:
+                        plans[p] = (batch, decided, outputs)
+                    else:
+                        plan[1].extend(decided)
+                        plan[2].extend(outputs)
+                    for tp, records in share.items():
+                        shares.setdefault(p, {}).setdefault(tp, []).extend(records)
+                room = self._max_batch - sum(len(r) for r in taken.values())
+                if previous is None or previous.task.done() or room <= 0 or self._undecodable:
+                    break
+                more, self._undecodable = await self._fetch(timeout_ms=_TOP_UP_MS, max_records=room)
+            await self._finish_in_flight()
+        except Exception:
+            # Nothing taken here was written: the run loop reads it all again, the top-ups
+            # too (where the failed batch in flight holds a partition, its earlier records win).
+            for tp, records in taken.items():
+                self._failed.setdefault(tp, records)
+            raise
         self._in_flight = _InFlight(
             taken,
             Staged.of(plan[0] for plan in plans.values()),

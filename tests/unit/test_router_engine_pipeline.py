@@ -205,3 +205,33 @@ async def test_a_poison_record_goes_one_by_one_even_while_another_partition_comm
         await engine._turn()
         most = max(most, engine._aborts)
     assert most >= 3
+
+
+async def test_records_a_top_up_took_are_read_again_when_the_batch_fails_before_it_commits() -> None:
+    # Batch N (offset 0) commits slowly; behind it, offsets 1 and then 2 (a top-up) are taken,
+    # and deciding offset 2 fails: nothing of 1-2 was written, so both are read again.
+    tp2 = TopicPartition("prik.ingress.kommune-0101", 0)
+    consumer = FakeConsumer([{TP: [Record(0)]}, {TP: [Record(1)]}, {tp2: [Record(2)]}])
+    consumer.assigned = {TP, tp2}
+    release = asyncio.Event()
+
+    async def transact(partition: int, share: Any, outputs: Any) -> None:
+        await release.wait()
+
+    engine = engine_with(consumer, transact)
+
+    async def decide(share: dict[TopicPartition, list[Any]], batch: Batch) -> Any:
+        if tp2 in share:
+            msg = "the tasks topic could not be read"
+            raise KafkaConnectionError(msg)
+        return batch, [], []
+
+    engine._decide = decide  # type: ignore[method-assign]
+    await engine._turn()  # N launched
+    turn = asyncio.create_task(engine._turn())  # N+1 taken, topped up while N commits
+    await asyncio.sleep(0.05)
+    release.set()
+    await turn
+    assert engine.stats.aborted == 1
+    # Never committed: read again from the first record taken, the top-up's partition too.
+    assert set(consumer.seeks) >= {(TP, 1), (tp2, 2)}
