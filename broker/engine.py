@@ -388,8 +388,11 @@ class TransactionalEngine:
     async def _process(self, batches: dict[TopicPartition, list[Any]]) -> None:
         """Route the batch and commit it before returning (the careful paths: one by one, quarantine)."""
         await self._finish_in_flight()
-        shares = self._plan_shares(batches)
-        await self._commit(shares, await self._decide_shares(shares, NOTHING_STAGED))
+        shares: _Shares = {}
+        plans: dict[int, _Plan] = {}
+        topic_exists = self._cluster.topics().__contains__
+        await self._decide_into(batches, shares, plans, NOTHING_STAGED, topic_exists)
+        await self._commit(shares, [plans[p] for p in shares])
 
     async def _pipeline(self, batches: dict[TopicPartition, list[Any]]) -> None:
         """Decide `batches` while the batch in flight commits, then start committing them.
@@ -410,17 +413,7 @@ class TransactionalEngine:
             while True:
                 for tp, records in more.items():
                     taken.setdefault(tp, []).extend(records)
-                for p, share in self._plan_shares(more).items():
-                    plan = plans.get(p)
-                    batch = plan[0] if plan is not None else Batch(topic_exists=topic_exists, ahead=staged)
-                    _, decided, outputs = await self._decide(share, batch)
-                    if plan is None:
-                        plans[p] = (batch, decided, outputs)
-                    else:
-                        plan[1].extend(decided)
-                        plan[2].extend(outputs)
-                    for tp, records in share.items():
-                        shares.setdefault(p, {}).setdefault(tp, []).extend(records)
+                await self._decide_into(more, shares, plans, staged, topic_exists)
                 room = self._max_batch - sum(len(r) for r in taken.values())
                 if previous is None or previous.task.done() or room <= 0 or self._undecodable:
                     break
@@ -450,13 +443,26 @@ class TransactionalEngine:
                 shares.setdefault(tp.partition, {})[tp] = records
         return shares
 
-    async def _decide_shares(self, shares: _Shares, staged: Staged) -> list[_Plan]:
-        # One snapshot per batch: aiokafka builds a new set on every topics() call.
-        topic_exists = self._cluster.topics().__contains__
-        return [
-            await self._decide(share, Batch(topic_exists=topic_exists, ahead=staged))
-            for share in shares.values()
-        ]
+    async def _decide_into(
+        self,
+        more: dict[TopicPartition, list[Any]],
+        shares: _Shares,
+        plans: dict[int, _Plan],
+        staged: Staged,
+        topic_exists: Callable[[str], bool],
+    ) -> None:
+        """Decide `more`, adding it to each partition number's share and plan (one `Batch` per number)."""
+        for p, share in self._plan_shares(more).items():
+            plan = plans.get(p)
+            batch = plan[0] if plan is not None else Batch(topic_exists=topic_exists, ahead=staged)
+            _, decided, outputs = await self._decide(share, batch)
+            if plan is None:
+                plans[p] = (batch, decided, outputs)
+            else:
+                plan[1].extend(decided)
+                plan[2].extend(outputs)
+            for tp, records in share.items():
+                shares.setdefault(p, {}).setdefault(tp, []).extend(records)
 
     async def _commit(self, shares: _Shares, plans: list[_Plan]) -> None:
         """Commit each partition number's share as its own transaction, concurrently.

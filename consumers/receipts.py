@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts import Message, Outcome, Receipt, Sor, TaskStatus, TaskStatusUpdate, to_bytes
 from contracts.errors import cap_reason
+from contracts.identifiers import SOR_PATTERN
 from contracts.limits import MAX_YEAR, MIN_YEAR
 from contracts.messages import TEXT_MAX_CHARS
 from contracts.topics import source_of
@@ -28,8 +29,8 @@ __all__ = ["ReceiptWriter", "as_sor", "build_receipt", "build_task_status", "rec
 _RECEIPT_NAMESPACE = uuid.UUID("5b0f3c2e-6a0d-4a63-9f55-6c1d0f1a7e21")
 _NAMESPACE_BYTES = _RECEIPT_NAMESPACE.bytes
 _SOR = TypeAdapter(Sor)
-# The SOR pattern (SOR_PATTERN) as a full match: no trailing newline slips through as with `$`.
-_SOR_RE = re.compile(r"[0-9]{11,18}")
+# The contract's own SOR pattern; fullmatch, so no trailing newline slips through `$`.
+_SOR_RE = re.compile(SOR_PATTERN)
 
 
 def receipt_id(lps: str, message: Message) -> str:
