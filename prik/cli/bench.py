@@ -75,10 +75,22 @@ def bench(
         return
     console = Console()
     routing = Table(title=f"routing {report['routing']['messages']} messages")
-    for column in ("baseline msg/s", "router msg/s", "router / baseline"):
+    for column in (
+        "baseline msg/s",
+        "router msg/s",
+        "router / baseline",
+        "baseline CPU µs/msg",
+        "router CPU µs/msg",
+    ):
         routing.add_column(column, justify="right")
     r = report["routing"]
-    routing.add_row(f"{r['baseline_per_second']:.0f}", f"{r['router_per_second']:.0f}", f"{r['ratio']:.2f}")
+    routing.add_row(
+        f"{r['baseline_per_second']:.0f}",
+        f"{r['router_per_second']:.0f}",
+        f"{r['ratio']:.2f}",
+        f"{r['baseline_cpu_us_per_message']:.1f}",
+        f"{r['router_cpu_us_per_message']:.1f}",
+    )
     console.print(routing)
     codec_table = Table(title="codec, per message")
     for column in ("operation", "baseline µs", "prik µs", "prik / baseline"):
@@ -117,6 +129,8 @@ async def _run(kafka: KafkaSettings, messages: int, say: Callable[[str], None]) 
             "baseline_per_second": routing.baseline_per_second,
             "router_per_second": routing.router_per_second,
             "ratio": routing.ratio,
+            "baseline_cpu_us_per_message": routing.baseline_cpu_us,
+            "router_cpu_us_per_message": routing.router_cpu_us,
         },
         "codec": [
             {"operation": c.operation, "baseline_us": c.baseline_us, "prik_us": c.prik_us, "ratio": c.ratio}

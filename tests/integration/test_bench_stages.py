@@ -69,3 +69,36 @@ def test_bench_consumer_delivers_and_receipts_every_record(world: World) -> None
     assert prik["delivered"] == prik["receipts"] == prik["receipts_on_topic"] == prik["committed"] == 300
     assert prik["duplicates"] == 0
     assert prik["outcomes"] == {"delivered": 300, "expired": 0, "rejected": 0, "dead-lettered": 0}
+
+
+def test_bench_routes_every_record_and_reports_the_codec_with_its_floor(world: World) -> None:
+    """`prik bench`: both engines drain every record; the codec rows come with the pydantic floor."""
+    done = world.prik("bench", "--messages", "500", "--json", timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    report: dict[str, Any] = codec.loads(done.stdout.encode())
+    routing = report["routing"]
+    assert routing["messages"] == 500
+    assert routing["baseline_per_second"] > 0
+    assert routing["router_per_second"] > 0
+    assert routing["ratio"] == pytest.approx(routing["router_per_second"] / routing["baseline_per_second"])
+    # Each engine's own process time over its drain: positive, and no absurd unit slip (seconds for µs).
+    for key in ("baseline_cpu_us_per_message", "router_cpu_us_per_message"):
+        assert 1 < routing[key] < 1_000_000, key
+    rows = {row["operation"]: row for row in report["codec"]}
+    assert set(rows) == {
+        "parse (validate) vs orjson.loads",
+        "to_bytes vs orjson.dumps",
+        "floor: plain pydantic model, read vs orjson.loads",
+        "floor: plain pydantic model, write vs orjson.dumps",
+    }
+    for row in rows.values():
+        assert row["baseline_us"] > 0
+        assert row["prik_us"] > 0
+        assert row["ratio"] == pytest.approx(row["prik_us"] / row["baseline_us"])
+    # The floors share the baselines of prik's rows: the same orjson figures in the same run.
+    assert (
+        rows["floor: plain pydantic model, read vs orjson.loads"]["baseline_us"]
+        == (rows["parse (validate) vs orjson.loads"]["baseline_us"])
+    )
+    assert report["peak_rss_mb"] > 0
