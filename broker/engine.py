@@ -611,10 +611,9 @@ class TransactionalEngine:
 
     async def _committed(self, decided: list[tuple[Incoming, Routed]]) -> None:
         debug = debug_enabled()
+        verdicts = self.stats.verdicts
         for rec, routed in decided:
-            self.stats.verdicts[routed.verdict] = self.stats.verdicts.get(routed.verdict, 0) + 1
-            if self.metrics is not None:
-                self.metrics.decided(rec, routed)
+            verdicts[routed.verdict] = verdicts.get(routed.verdict, 0) + 1
             if debug and routed.message_id is not None:
                 # Debug only, one line per record: ids and the verdict, never the record's content.
                 _log.debug(
@@ -626,6 +625,7 @@ class TransactionalEngine:
                     **trace_fields(routed.traceparent),
                 )
         if self.metrics is not None:
+            self.metrics.decided_all(decided)
             self.metrics.committed()
         self.stats.batches += 1
         self.stats.records += len(decided)

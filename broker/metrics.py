@@ -15,7 +15,7 @@ aborting, and records waiting are committed within `stall_after` seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -89,18 +89,36 @@ class RouterMetrics:
 
     def decided(self, rec: Incoming, routed: Routed) -> None:
         """Count one committed decision."""
-        tenant = self.tenant_of(rec.topic)
+        self.decided_all(((rec, routed),))
+
+    def decided_all(self, decided: Iterable[tuple[Incoming, Routed]]) -> None:
+        """Count a committed batch's decisions: one increment per series, not per record.
+
+        py-spy put the per-record increments (a lock each) at ~5% of the router's CPU.
+        """
+        messages: dict[tuple[str, str, str], int] = {}
+        sizes: dict[str, int] = {}
+        for rec, routed in decided:
+            key = (rec.topic, routed.message_type, routed.verdict)
+            messages[key] = messages.get(key, 0) + 1
+            sizes[rec.topic] = sizes.get(rec.topic, 0) + len(rec.value or b"")
+        for (topic, message_type, verdict), count in messages.items():
+            self._message_child(topic, message_type, verdict).inc(count)
+        for topic, size in sizes.items():
+            tenant = self.tenant_of(topic)
+            child = self._byte_children.get(tenant)
+            if child is None:
+                child = self._byte_children[tenant] = self.ingress_bytes.labels(tenant)
+            child.inc(size)
+
+    def _message_child(self, topic: str, message_type: str, verdict: str) -> Counter:
         # The type of a refused record is what the sender wrote: only the contract's types count.
         # Bounded first, so the children kept are as few as the series.
-        key = (tenant, bounded(routed.message_type, MESSAGE_TYPES), bounded(routed.verdict, VERDICTS))
-        messages = self._message_children.get(key)
-        if messages is None:
-            messages = self._message_children[key] = self.ingress_messages.labels(*key)
-        messages.inc()
-        size = self._byte_children.get(tenant)
-        if size is None:
-            size = self._byte_children[tenant] = self.ingress_bytes.labels(tenant)
-        size.inc(len(rec.value or b""))
+        key = (self.tenant_of(topic), bounded(message_type, MESSAGE_TYPES), bounded(verdict, VERDICTS))
+        child = self._message_children.get(key)
+        if child is None:
+            child = self._message_children[key] = self.ingress_messages.labels(*key)
+        return child
 
     def started(self) -> None:
         now = time.monotonic()

@@ -97,6 +97,30 @@ def test_router_counts_per_known_tenant_type_and_verdict_and_folds_the_unknown_i
             assert labels["verdict"] in {*VERDICTS, OTHER}
 
 
+def test_a_batch_counts_exactly_as_its_records_one_by_one() -> None:
+    video, receipt = MessageType.VIDEO_QUEUE.value, MessageType.RECEIPT.value
+    decided = [
+        (incoming("minlaege-video", b"x" * 10), Routed("routed", video)),
+        (incoming("minlaege-video", b"x" * 3), Routed("routed", video)),
+        (incoming("minlaege-video", b"x" * 5), Routed("duplicate", video)),
+        (incoming("lps-xmo", b"x" * 4), Routed("forwarded", receipt)),
+        (incoming("stranger", b"x" * 7), Routed("rejected", CPR)),
+        (Incoming("t.ingress.lps-xmo", 0, 0, None, None), Routed("rejected", "")),
+    ]
+    one_by_one, batched = RouterMetrics(TOPICS, lambda: TENANTS), RouterMetrics(TOPICS, lambda: TENANTS)
+    for rec, routed in decided:
+        one_by_one.decided(rec, routed)
+    batched.decided_all(decided)
+    batched.decided_all([])
+    assert samples(exposition(batched.registry)) == samples(exposition(one_by_one.registry))
+    text = exposition(batched.registry)
+    assert (
+        value(text, "prik_ingress_messages_total", tenant="minlaege-video", type=video, verdict="routed") == 2
+    )
+    assert value(text, "prik_ingress_bytes_total", tenant="minlaege-video") == 18
+    assert value(text, "prik_ingress_bytes_total", tenant="lps-xmo") == 4
+
+
 def test_a_tenant_removed_from_the_tenants_file_is_other_from_then_on() -> None:
     current = [TENANTS]
     metrics = RouterMetrics(TOPICS, lambda: current[0])
