@@ -9,8 +9,7 @@ same key (`PRIK_ROUTE_KEY` or `PRIK_ROUTE_KEY_FILE`).
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import binascii
 import hmac
 
 from contracts import ConfigError
@@ -19,26 +18,29 @@ from prik.settings import Settings
 __all__ = ["DEVELOPMENT_TOKENS", "RouteTokens", "tokens_from_settings"]
 
 
+# base64's URL-safe alphabet (RFC 4648 section 5), as `base64.urlsafe_b64encode` writes it.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 class RouteTokens:
     """Makes and checks `prik-route` tokens with one key."""
 
-    __slots__ = ("_mac",)
+    __slots__ = ("_key",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             msg = "the route key must be at least 16 bytes"
             raise ValueError(msg)
-        # Keyed once: each token copies it (py-spy: HMAC.__init__ was most of `make`, 3% of routing).
-        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._key = key
 
     def __repr__(self) -> str:
         return "RouteTokens(key=<hidden>)"
 
     def make(self, message_id: str, source: str, lps: str) -> bytes:
         # Newlines cannot occur in ids, sources or tenant ids: the fields cannot run into each other.
-        mac = self._mac.copy()
-        mac.update(f"{message_id}\n{source}\n{lps}".encode())
-        return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
+        # OpenSSL's one-shot HMAC: a fifth cheaper than copying a keyed `hmac.HMAC` (py-spy: ~9% of deciding).
+        mac = hmac.digest(self._key, f"{message_id}\n{source}\n{lps}".encode(), "sha256")
+        return binascii.b2a_base64(mac, newline=False).translate(_URLSAFE).rstrip(b"=")
 
     def valid(self, token: bytes | None, message_id: str, source: str, lps: str) -> bool:
         return token is not None and hmac.compare_digest(token, self.make(message_id, source, lps))
