@@ -49,6 +49,7 @@ from .tls import TlsFiles, ensure_tls
 __all__ = [
     "BROKER_USER",
     "KAFKA_VERSION",
+    "SCRAM_ANCHOR_USER",
     "SUPER_USER",
     "ClusterLayout",
     "KafkaStatus",
@@ -66,6 +67,16 @@ __all__ = [
 SUPER_USER = "admin"
 BROKER_USER = "broker"
 SCRAM_MECHANISM: Final = "SCRAM-SHA-512"
+# A SCRAM user made at format time that nobody logs in as and prik never removes.
+# Kafka 4.1.2 (4.2.2 and 4.4.0 alike) loses every SCRAM credential on a restart
+# that replays the metadata log from its start when the first user a Java
+# HashMap iterates in that replay's changes is a removed one: ScramDelta.apply
+# drops the mechanism's map as soon as a removal leaves it empty and keeps
+# adding users to the dropped map. Every login is then refused (admin's too).
+# This name's String.hashCode spreads to bucket 0 of any HashMap of up to
+# 65,536 buckets, and it is written before any removal, so a present user
+# always comes first.
+SCRAM_ANCHOR_USER: Final = "prik-scram-anchor-bnty"
 
 _KAFKA_DIR = Path(__file__).parent / "kafka"
 _POM = _KAFKA_DIR / "pom.xml"
@@ -415,10 +426,13 @@ class LocalKafka:
             str(properties),
         ]
         arguments.append("--ignore-formatted")
-        for user, path in ((SUPER_USER, self.admin_password_file), (BROKER_USER, self._broker_password_file)):
-            if self.secure:
-                credential = f"{SCRAM_MECHANISM}=[name={user},password={read_password(path)}]"
-                arguments += ["--add-scram", credential]
+        secrets: list[str] = []
+        if self.secure:
+            # The anchor first (see SCRAM_ANCHOR_USER); its password is thrown away.
+            secrets = [new_password(), read_password(self.admin_password_file)]
+            secrets.append(read_password(self._broker_password_file))
+            for user, password in zip((SCRAM_ANCHOR_USER, SUPER_USER, BROKER_USER), secrets, strict=True):
+                arguments += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
         # StorageTool reads `@file` as more arguments, one per line: the passwords stay out of `ps`.
         args_file = self._data_dir / "format.args"
         write_private(args_file, "".join(f"{a}\n" for a in arguments))
@@ -435,9 +449,8 @@ class LocalKafka:
             lines = (result.stdout + result.stderr).strip().splitlines() or ["no output"]
             reason = lines[-1]
             # StorageTool may quote an argument it refused, passwords included.
-            for path in (self.admin_password_file, self._broker_password_file):
-                if self.secure:
-                    reason = reason.replace(read_password(path), "***")
+            for secret in secrets:
+                reason = reason.replace(secret, "***")
             msg = f"formatting Kafka storage in {self._data_dir} failed: {reason}"
             raise KafkaError(msg)
 
@@ -534,6 +547,11 @@ class LocalKafka:
         current = self.status()
         if not current.running or current.pid is None:
             self._state_path().unlink(missing_ok=True)
+            if self._process is not None:
+                # Stopped by another process (`prik kafka stop`): reap our child, or Python
+                # warns "subprocess ... is still running" whenever this object is collected.
+                self._process.poll()
+                self._process = None
             return False
         os.kill(current.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout

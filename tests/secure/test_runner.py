@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
@@ -10,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
+# confluent_kafka.admin re-exports these without `as`, which mypy --strict does not count as exported.
+from confluent_kafka.admin._scram import ScramMechanism, UserScramCredentialDeletion
+from pydantic import SecretStr
+
 from contracts import ConfigError
-from deploy import LocalKafka, LocalKafkaConfig
-from prik.kafka import login_works
+from deploy import LocalKafka, LocalKafkaConfig, free_port
+from deploy.acls import _result, _upsert
+from deploy.credentials import new_password
+from prik.kafka import confluent_admin, login_works
 
 from .conftest import ALLOWED, SecureWorld, started_producer, try_produce
 
@@ -86,3 +93,37 @@ def test_a_plaintext_data_folder_is_not_made_secure(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="made without --secure: give --secure a new --data-dir"):
         runner.start()
     assert not (tmp_path / "admin.password").exists()
+
+
+# Java's String.hashCode spreads this name to bucket 0 of any HashMap (as it does the anchor's):
+# a restart's replay of the metadata log meets its removal first among the SCRAM changes.
+REMOVED_FIRST = "gone-tenant-a8mg"
+
+
+def test_a_restart_after_a_user_was_removed_keeps_every_login(tmp_path: Path) -> None:
+    """Kafka 4.1.2 lost every SCRAM user (admin's too) when that removal came first; the anchor comes first.
+
+    Without the anchor user made at format time the second start fails: the broker
+    answers TLS and refuses every login. A broker of its own: the session's broker
+    holds other users, which decide whether a removal comes first.
+    """
+    runner = LocalKafka(LocalKafkaConfig(data_dir=tmp_path / "kafka", port=free_port(), secure=True))
+    bootstrap = runner.start(timeout=120)
+    try:
+        admin = runner.client_settings(bootstrap)
+        kept = admin.model_copy(
+            update={"username": "kept-tenant", "password": SecretStr(new_password()), "password_file": None}
+        )
+        confluent = confluent_admin(admin)
+        _upsert(confluent, {"kept-tenant": kept.secret() or "", REMOVED_FIRST: new_password()}, 30)
+        removal = UserScramCredentialDeletion(REMOVED_FIRST, ScramMechanism.SCRAM_SHA_512)
+        for future in confluent.alter_user_scram_credentials([removal], request_timeout=30).values():
+            _result(future, f"removing user {REMOVED_FIRST}", 30)
+        assert asyncio.run(login_works(kept))
+
+        assert runner.stop()
+        assert runner.start(timeout=60) == bootstrap
+        assert asyncio.run(login_works(admin))
+        assert asyncio.run(login_works(kept))
+    finally:
+        runner.stop()
