@@ -55,7 +55,7 @@ from prik.logs import get_logger
 from prik.settings import KafkaSettings
 
 from .credentials import password_file
-from .local_kafka import BROKER_USER, SUPER_USER
+from .local_kafka import BROKER_USER, SCRAM_ANCHOR_USER, SUPER_USER
 
 __all__ = [
     "ROUTER_USER",
@@ -73,6 +73,9 @@ ROUTER_USER = "router"
 # Super users by configuration: an ACL on them would mean nothing, and removing
 # their login would lock the operators (or the brokers themselves) out.
 SUPER_USERS = frozenset({SUPER_USER, BROKER_USER})
+# Users no tenant may be, and prik never grants to or removes: the super users and the
+# local broker's SCRAM anchor (removing it would bring back the restart bug it prevents).
+_RESERVED_USERS = SUPER_USERS | {SCRAM_ANCHOR_USER}
 
 TOPIC = "TOPIC"
 GROUP = "GROUP"
@@ -140,6 +143,9 @@ def users_of(tenants: Tenants) -> tuple[str, ...]:
     for tenant in tenants.tenant:
         if tenant.id in SUPER_USERS:
             msg = f"tenant id {tenant.id} is reserved in secure mode: it is a Kafka super user"
+            raise ConfigError(msg)
+        if tenant.id in _RESERVED_USERS:
+            msg = f"tenant id {tenant.id} is reserved in secure mode: it is the local broker's own user"
             raise ConfigError(msg)
     return (*tenants.ids, ROUTER_USER)
 
@@ -221,7 +227,7 @@ def plan_access(
     for acl in existing:
         name = _user_name(acl.principal)
         on_our_topic = acl.resource_type == TOPIC and _on_prefix(acl, topics)
-        if name is not None and name not in SUPER_USERS and on_our_topic:
+        if name is not None and name not in _RESERVED_USERS and on_our_topic:
             managed.add(name)
 
     def ours(acl: Acl) -> bool:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from contracts import ConfigError, Tenants, Topics, parse_tenants
 from contracts.tenants import Role, Tenant
 from deploy.acls import Acl, acl_table, plan_access, users_of
+from deploy.local_kafka import SCRAM_ANCHOR_USER
 
 TOPICS = Topics("prik")
 
@@ -153,6 +154,19 @@ def test_a_dropped_tenant_loses_every_acl_it_had_and_its_user() -> None:
     assert {str(a) for a in plan.revoke} == of("lps-gone", existing)
     assert plan.drop_users == ("lps-gone",)
     assert not plan.grant
+
+
+def test_the_local_brokers_scram_anchor_is_never_a_tenant_and_never_removed() -> None:
+    # Removing it would bring back the Kafka restart bug it is there for (deploy/local_kafka.py).
+    named = tenants(*[(t.id, t.role.value) for t in WORLD.tenant], (SCRAM_ANCHOR_USER, "lps"))
+    with pytest.raises(ConfigError, match=f"tenant id {SCRAM_ANCHOR_USER} is reserved in secure mode"):
+        users_of(named)
+    # Even with a grant on our topics (made by hand): the grant goes, the user stays.
+    stray = Acl(f"User:{SCRAM_ANCHOR_USER}", "TOPIC", TOPICS.dlq, "LITERAL", "READ")
+    existing_users = [*users_of(WORLD), SCRAM_ANCHOR_USER, "admin", "broker"]
+    plan = plan_access(TOPICS, WORLD, {*acl_table(TOPICS, WORLD), stray}, existing_users)
+    assert plan.revoke == (stray,)
+    assert plan.drop_users == ()
 
 
 def test_a_grant_on_our_topics_that_the_table_lacks_is_revoked() -> None:
