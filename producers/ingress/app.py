@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiohttp import hdrs, web
+from aiohttp import HttpVersion11, hdrs, web
 
 from broker.tenancy import admission_refusal
 from contracts import MAX_MESSAGE_BYTES, KafkaError, NotAuthorisedError, ParseError, Tenants, codec, parse
@@ -186,11 +186,44 @@ async def _problems(request: web.Request, handler: Handler) -> web.StreamRespons
         return problem(500, "the ingress failed on this request")
 
 
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """`Expect: 100-continue` goes on; any other expectation is a 417 problem.
+
+    aiohttp's own handler runs outside the middlewares and quotes the header in its
+    answer: a header value that is not UTF-8 made that answer fail to encode, a 500.
+    """
+    if request.version != HttpVersion11:
+        return None
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        return problem(417, "the only expectation this ingress meets is 100-continue")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    # The interim answer is no part of the response's size.
+    request.writer.output_size = 0
+    return None
+
+
+def _only(method: str) -> Handler:
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, [method])
+
+    return not_allowed
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPNotFound
+
+
 def make_app(ingress: Ingress) -> web.Application:
     app = web.Application(middlewares=[_problems])
     app[_INGRESS] = ingress
     app[_OPENAPI] = openapi_document(max_bytes=ingress.max_bytes, rate=ingress.limiter.rate)
-    app.router.add_post(MESSAGES_PATH, post_message)
-    app.router.add_get("/health", health, allow_head=False)
-    app.router.add_get("/openapi.json", openapi, allow_head=False)
+    # Every request meets a route of ours, 404s and 405s too, so `_expect` answers every Expect.
+    for method, path, handler in (
+        (hdrs.METH_POST, MESSAGES_PATH, post_message),
+        (hdrs.METH_GET, "/health", health),
+        (hdrs.METH_GET, "/openapi.json", openapi),
+    ):
+        app.router.add_route(method, path, handler, expect_handler=_expect)
+        app.router.add_route(hdrs.METH_ANY, path, _only(method), expect_handler=_expect)
+    app.router.add_route(hdrs.METH_ANY, "/{anything:.*}", _not_found, expect_handler=_expect)
     return app
