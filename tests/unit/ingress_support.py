@@ -13,6 +13,7 @@ from contracts import KafkaError, Message, Tenants, Topics, parse_tenants, to_bi
 from producers import PublishResult, video_queue_notice
 from producers.ingress import Credentials, Ingress, RateLimiter, make_app
 from tests.hostile.corpus import CPRS
+from tests.unit.clock import Clock
 
 TENANTS = parse_tenants((Path(__file__).parent.parent / "data" / "tenants.toml").read_text())
 VIDEO, KOMMUNE, LPS = "minlaege-video", "kommune-0101", "lps-xmo"
@@ -40,14 +41,6 @@ class FakeSender:
 
     async def close(self) -> None:
         self.closed = True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def auth(tenant: str, password: str | None = None) -> dict[str, str]:

@@ -10,14 +10,7 @@ from contracts import Topics, codec
 from contracts import headers as h
 from prik.kafka import make_consumer, make_producer
 from prik.settings import KafkaSettings
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.clock import Clock
 
 
 def test_dedup_window_forgets_after_its_window() -> None:

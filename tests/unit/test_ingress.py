@@ -16,6 +16,7 @@ from producers.build import referral_status_notice
 from producers.ingress import basic_login, openapi_document
 from tests.hostile.corpus import CPRS, ROUTED, hostile_records
 from tests.hostile.http import as_http, echoes, expected_status
+from tests.unit.clock import Clock
 from tests.unit.ingress_support import (
     CLINIC,
     KOMMUNE,
@@ -26,7 +27,6 @@ from tests.unit.ingress_support import (
     TOPICS,
     VIDEO,
     Client,
-    Clock,
     FakeSender,
     auth,
     binary_request,

@@ -28,6 +28,7 @@ from contracts import codec, to_bytes
 from prik.settings import KafkaSettings
 from producers.ingress import Credentials, Ingress, IngressServer, PublisherPool, RateLimiter
 from tests.hostile.corpus import CPRS, cpr_leaks
+from tests.unit.clock import Clock
 from tests.unit.ingress_support import (
     KOMMUNE,
     LPS,
@@ -37,7 +38,6 @@ from tests.unit.ingress_support import (
     TENANTS,
     TOPICS,
     VIDEO,
-    Clock,
     FakeSender,
     auth,
     binary_request,

@@ -23,6 +23,7 @@ from prik.bench import IngressBenchOptions, bench_ingress
 from prik.settings import KafkaSettings
 from producers import PublishResult
 from producers.ingress import Credentials, Ingress, IngressServer, PublisherPool, RateLimiter
+from tests.unit.clock import Clock
 from tests.unit.ingress_support import (
     CLINIC,
     KOMMUNE,
@@ -33,7 +34,6 @@ from tests.unit.ingress_support import (
     TENANTS,
     TOPICS,
     VIDEO,
-    Clock,
     FakeSender,
     auth,
     build,

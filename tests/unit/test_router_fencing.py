@@ -11,6 +11,7 @@ from aiokafka.errors import OutOfOrderSequenceNumber, ProducerFenced
 from broker.transactional import FENCED_WAIT, TransactionalProducers
 from contracts import KafkaError
 from prik.settings import KafkaSettings
+from tests.unit.clock import Clock
 
 
 class FakeTxnManager:
@@ -30,14 +31,6 @@ class FakeProducer:
 
     async def stop(self) -> None:
         self.stopped = True
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def producers(clock: Clock) -> tuple[TransactionalProducers, list[FakeProducer]]:
