@@ -429,9 +429,13 @@ class LocalKafka:
         secrets: list[str] = []
         if self.secure:
             # The anchor first (see SCRAM_ANCHOR_USER); its password is thrown away.
-            secrets = [new_password(), read_password(self.admin_password_file)]
-            secrets.append(read_password(self._broker_password_file))
-            for user, password in zip((SCRAM_ANCHOR_USER, SUPER_USER, BROKER_USER), secrets, strict=True):
+            users = {
+                SCRAM_ANCHOR_USER: new_password(),
+                SUPER_USER: read_password(self.admin_password_file),
+                BROKER_USER: read_password(self._broker_password_file),
+            }
+            secrets = list(users.values())
+            for user, password in users.items():
                 arguments += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
         # StorageTool reads `@file` as more arguments, one per line: the passwords stay out of `ps`.
         args_file = self._data_dir / "format.args"

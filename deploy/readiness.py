@@ -16,18 +16,21 @@ from prik.settings import KafkaSettings
 
 __all__ = ["probe_metadata", "wait_until_ready"]
 
+# How long one probe of one address may take.
+_PROBE_WITHIN = 2.0
+# What a probe met: an answer naming brokers, a refused login, or neither (down, starting, timed out).
+_ANSWERED, _REFUSED, _SILENT = "answered", "refused", "silent"
 
-async def probe_metadata(bootstrap: str, within: float = 2.0, kafka: KafkaSettings | None = None) -> bool:
+
+async def probe_metadata(
+    bootstrap: str, within: float = _PROBE_WITHIN, kafka: KafkaSettings | None = None
+) -> bool:
     """Whether a broker of `bootstrap` answers a metadata request; `kafka` supplies TLS and SASL.
 
     One connection per address, closed and waited for: a TLS connection left
     to close in the background outlives a probe's short event loop.
     """
     return await _probe(bootstrap, within, kafka) == _ANSWERED
-
-
-# What a probe met: an answer naming brokers, a refused login, or neither (down, starting, timed out).
-_ANSWERED, _REFUSED, _SILENT = "answered", "refused", "silent"
 
 
 async def _probe(bootstrap: str, within: float, kafka: KafkaSettings | None) -> str:
@@ -66,7 +69,7 @@ def wait_until_ready(
         if alive is not None and not alive():
             msg = f"the Kafka broker for {bootstrap} exited during start-up (see its server.log)"
             raise KafkaError(msg)
-        outcome = asyncio.run(_probe(bootstrap, 2.0, kafka))
+        outcome = asyncio.run(_probe(bootstrap, _PROBE_WITHIN, kafka))
         if outcome == _ANSWERED:
             return
         time.sleep(0.25)

@@ -54,8 +54,8 @@ class RoutingResult:
     router_per_second: float
     # This process's CPU per record while each drained (the engine, aiokafka and, for the router, the rules):
     # when both are CPU-bound, the ratio is about baseline_cpu_us / router_cpu_us.
-    baseline_cpu_us: float = 0.0
-    router_cpu_us: float = 0.0
+    baseline_cpu_us: float
+    router_cpu_us: float
 
     @property
     def ratio(self) -> float:
