@@ -40,6 +40,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from contracts import ConfigError, KafkaError, codec
 from prik.kafka import kafka_connection
+from prik.runner import run_to_end
 from prik.settings import KafkaSettings
 
 from .credentials import new_password, read_password, write_private
@@ -822,7 +823,7 @@ class LocalKafkaCluster:
         deadline = time.monotonic() + timeout
         settings = self.client_settings()
         while time.monotonic() < deadline:
-            if asyncio.run(_broker_count(settings)) >= self._brokers:
+            if run_to_end(_broker_count(settings)) >= self._brokers:
                 return
             time.sleep(0.25)
         msg = (

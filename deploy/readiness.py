@@ -12,6 +12,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from contracts import KafkaError
 from prik.kafka import kafka_connection
+from prik.runner import run_to_end
 from prik.settings import KafkaSettings
 
 __all__ = ["probe_metadata", "wait_until_ready"]
@@ -69,7 +70,7 @@ def wait_until_ready(
         if alive is not None and not alive():
             msg = f"the Kafka broker for {bootstrap} exited during start-up (see its server.log)"
             raise KafkaError(msg)
-        outcome = asyncio.run(_probe(bootstrap, _PROBE_WITHIN, kafka))
+        outcome = run_to_end(_probe(bootstrap, _PROBE_WITHIN, kafka))
         if outcome == _ANSWERED:
             return
         time.sleep(0.25)

@@ -21,6 +21,7 @@ from typing import Any
 
 from contracts import Message, VideoQueueNotice, codec, parse_tenants
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import Settings, load_settings
 
 from .latency import Arrivals, peak_rss_mb
@@ -192,7 +193,7 @@ def main(argv: list[str]) -> int:
     role, config_text = argv
     settings = load_settings()
     configure_logging(settings.log_level)
-    asyncio.run(_ROLES[role](settings, codec.loads(config_text)))
+    run_to_end(_ROLES[role](settings, codec.loads(config_text)))
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Coroutine
@@ -11,6 +10,7 @@ from typing import Any, NoReturn
 import typer
 
 from contracts import ConfigError, PrikError
+from prik.runner import run_to_end
 
 __all__ = ["app", "fail", "main", "serve_or_fail"]
 
@@ -43,7 +43,7 @@ def serve_or_fail(server: Coroutine[Any, Any, None], host: str, port: int) -> No
     aiohttp's own text repeats the address, the system's words are enough.
     """
     try:
-        asyncio.run(server)
+        run_to_end(server)
     except OSError as exc:
         reason = (
             os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or type(exc).__name__)

@@ -23,6 +23,7 @@ from deploy.topics import delete_topics_under
 from prik.bench import PipelineOptions, bench_codec, bench_pipeline, bench_routing
 from prik.bench.routing import TENANTS_TOML
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import KafkaSettings, load_settings
 
 from .app import app
@@ -69,7 +70,7 @@ def bench(
     # Info lines from the router would bury the progress and the result.
     configure_logging("warning")
     say = progress_line(as_json=as_json)
-    report = asyncio.run(_run(settings.kafka, messages, say))
+    report = run_to_end(_run(settings.kafka, messages, say))
     if as_json:
         sys.stdout.write(codec.dumps(report).decode() + "\n")
         return
@@ -180,7 +181,7 @@ def pipeline(
         def show(text: str) -> None:
             status.update(text)
 
-        report = asyncio.run(_run_pipeline(settings.kafka, options, say, show))
+        report = run_to_end(_run_pipeline(settings.kafka, options, say, show))
     if as_json:
         sys.stdout.write(codec.dumps(report).decode() + "\n")
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.table import Table
 from contracts import codec
 from prik.bench import bench_fencing, bench_scaling
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import load_settings
 
 from .app import fail
@@ -55,7 +55,7 @@ def routers(
     say = progress_line(as_json=as_json)
 
     with tempfile.TemporaryDirectory(prefix="prik-bench-routers-") as workdir:
-        results = asyncio.run(bench_scaling(settings, wanted, messages, Path(workdir), say))
+        results = run_to_end(bench_scaling(settings, wanted, messages, Path(workdir), say))
     base = results[0].per_second
     rows = [
         {
@@ -94,7 +94,7 @@ def fencing(
     configure_logging("warning")
     say = progress_line(as_json=as_json)
 
-    results = asyncio.run(bench_fencing(settings.kafka, messages, say))
+    results = run_to_end(bench_fencing(settings.kafka, messages, say))
     base = results[0].per_second
     rows = [
         {"model": r.model, "per_second": round(r.per_second, 1), "ratio": round(r.per_second / base, 3)}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from contracts import codec
 from prik.bench.consuming import bench_consumer
 from prik.bench.publishing import bench_publisher
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import Settings, load_settings
 
 from .bench import bench_app, progress_line
@@ -36,7 +36,7 @@ def _run(bench: Bench, messages: int, rounds: int, as_json: bool) -> dict[str, A
     configure_logging("warning")
     say = progress_line(as_json=as_json)
 
-    return asyncio.run(bench(settings, messages, rounds, say))
+    return run_to_end(bench(settings, messages, rounds, say))
 
 
 def _show(report: dict[str, Any], names: dict[str, str], counted: dict[str, str]) -> None:

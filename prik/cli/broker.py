@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 from broker import RouterService, TenantsFile
 from contracts import ConfigError
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import load_settings
 
 from .app import app
@@ -58,4 +58,4 @@ def run(
         async with RouterService(settings, TenantsFile(path), instance_id=instance_id) as service:
             await service.run()
 
-    asyncio.run(_main())
+    run_to_end(_main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from contracts import ConfigError, Sor, dumps
 from contracts.examples import EXAMPLE_CLINIC_SOR
 from prik.conformance import ConformanceRunner, Report, Result, TaskApiStandIn, parse_task_api
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import Settings, load_settings
 
 from .app import app, fail
@@ -171,7 +171,7 @@ def conformance_command(  # noqa: PLR0917  typer reads its options from the para
         )
 
     try:
-        report = asyncio.run(_certify(make, task_api, secrets))
+        report = run_to_end(_certify(make, task_api, secrets))
     except ConfigError as exc:
         fail(str(exc), 2)
     if junit is not None:

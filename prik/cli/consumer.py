@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +19,7 @@ from consumers import (
 from consumers.signing import SECRET_PREFIX
 from contracts import ConfigError
 from prik.logs import configure_logging, get_logger
+from prik.runner import run_to_end
 from prik.settings import Settings, load_settings
 
 from .app import app, fail
@@ -204,4 +204,4 @@ def run(  # noqa: PLR0917  typer reads its options from the parameters
         # start() logs the bound HTTP port (`consumer started ... http_port=`).
         await consumer.run()
 
-    asyncio.run(_main())
+    run_to_end(_main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 
 from prik.demo import DemoOptions, logs_to, new_run_dir, run_demo
+from prik.runner import run_to_end
 from prik.settings import load_settings
 
 from .app import app, fail
@@ -79,7 +79,7 @@ def demo(  # noqa: PLR0917  typer reads its options from the parameters
     )
     run_dir = new_run_dir(run_root)
     with logs_to(run_dir / "demo.log"):
-        result = asyncio.run(run_demo(settings, options, console, run_dir))
+        result = run_to_end(run_demo(settings, options, console, run_dir))
         # Futures aiokafka left behind report their errors when collected: into the log, not the screen.
         gc.collect()
     console.print(f"run folder: {result.run_dir} (demo.log)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,7 @@ from contracts import ConfigError
 from contracts.identifiers import SOR_PATTERN
 from deploy.directory import load_directory, parse_directory_csv, read_directory
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import Settings, load_settings
 from prik.tenants import load_tenants
 
@@ -65,7 +65,7 @@ def load(
         msg = f"{file}: cannot read: {reason}"
         raise ConfigError(msg) from None
     entries = parse_directory_csv(text, parties)
-    count = asyncio.run(load_directory(settings.kafka, settings.topics, entries))
+    count = run_to_end(load_directory(settings.kafka, settings.topics, entries))
     typer.echo(f"loaded {count} clinic(s) into {settings.topics.directory}")
 
 
@@ -81,7 +81,7 @@ def show(
         # Not echoed: a CPR typed here by mistake must not reach the terminal log.
         fail("not a SOR code: 11-18 digits", 2)
     settings = _settings()
-    directory = asyncio.run(read_directory(settings.kafka, settings.topics))
+    directory = run_to_end(read_directory(settings.kafka, settings.topics))
     if sor is not None:
         if sor not in directory:
             fail(f"SOR {sor} is not in the directory")

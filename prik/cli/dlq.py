@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from rich.text import Text
 
 from broker.dlq import DeadLetter, Skipped, list_dead_letters, replay_dead_letters
 from contracts import ConfigError
+from prik.runner import run_to_end
 from prik.settings import load_settings
 
 from .app import app
@@ -38,7 +38,7 @@ def list_(
     Example: prik dlq list --limit 20
     """
     settings = load_settings()
-    letters = asyncio.run(list_dead_letters(settings.kafka, settings.topics, limit=limit))
+    letters = run_to_end(list_dead_letters(settings.kafka, settings.topics, limit=limit))
     if not letters:
         typer.echo(f"no dead letters in {settings.topics.dlq}")
         return
@@ -100,7 +100,7 @@ def replay(
     def skipped(skip: Skipped) -> None:
         typer.echo(skip.line(), err=True)
 
-    report = asyncio.run(
+    report = run_to_end(
         replay_dead_letters(settings.kafka, settings.topics, chosen, only_new=all_, on_skip=skipped)
     )
     if not report.replayed and not report.skipped:

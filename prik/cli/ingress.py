@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from contracts import ConfigError, KafkaError, codec
 from deploy.credentials import read_password
 from prik.bench import IngressBenchOptions, bench_ingress
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import load_settings
 from producers.ingress import Credentials, Ingress, IngressServer, PublisherPool, RateLimiter
 
@@ -122,7 +122,7 @@ def bench_ingress_command(  # noqa: PLR0917  typer reads its options from the pa
         concurrency=concurrency,
     )
     try:
-        report = asyncio.run(bench_ingress(options))
+        report = run_to_end(bench_ingress(options))
     except OSError as exc:
         msg = f"the ingress at {url} does not answer: {exc.strerror or type(exc).__name__}"
         raise KafkaError(msg) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from contracts import (
     source_of,
 )
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import Settings, load_settings
 from prik.tenants import load_tenants
 from producers import (
@@ -151,7 +151,7 @@ def _publish(tenant: str, message: Message, *, raw: bytes | None = None) -> Publ
                 return await publisher.publish_raw(raw)
             return await publisher.publish(message)
 
-    result = asyncio.run(work())
+    result = run_to_end(work())
     typer.echo(f"{result.message_id} {result.topic}[{result.partition}]@{result.offset}")
     return result
 
@@ -352,4 +352,4 @@ def replies(
         async for message in read_replies(settings.kafka, settings.topics, tenant, follow=follow):
             typer.echo(format_reply(message))
 
-    asyncio.run(work())
+    run_to_end(work())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ from contracts import ConfigError
 from deploy.acls import apply_access
 from deploy.topics import apply_topics
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import load_settings
 from prik.tenants import tenants_from_settings
 
@@ -59,7 +59,7 @@ def apply(
     if settings.kafka.sasl and credentials is None:
         msg = "SASL_SSL: pass --credentials DIR, the folder of the tenants' and the router's password files"
         raise ConfigError(msg)
-    report = asyncio.run(apply_topics(settings.kafka, settings.topics, parties))
+    report = run_to_end(apply_topics(settings.kafka, settings.topics, parties))
     for name in report.created:
         typer.echo(f"created {name}")
     for note in report.notes:
@@ -71,7 +71,7 @@ def apply(
     if not settings.kafka.sasl:
         typer.echo("PLAINTEXT: no users or ACLs to keep (--credentials is for SASL_SSL)", err=True)
         return
-    access = asyncio.run(apply_access(settings.kafka, settings.topics, parties, credentials))
+    access = run_to_end(apply_access(settings.kafka, settings.topics, parties, credentials))
     for line in access.lines():
         typer.echo(line)
     typer.echo(access.summary())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from prik.accounting import Usage, usage
 from prik.accounting.reading import Progress as OnProgress
 from prik.accounting.view import usage_table
 from prik.logs import configure_logging
+from prik.runner import run_to_end
 from prik.settings import load_settings
 from prik.tenants import tenants_from_settings
 
@@ -110,7 +110,7 @@ def usage_command(
     start = parse_since(since, datetime.now(UTC))
     parties = tenants_from_settings(settings, tenants)
     with _progress_on_stderr() as progress:
-        result = asyncio.run(
+        result = run_to_end(
             usage(
                 settings.kafka,
                 settings.topics,

@@ -17,6 +17,7 @@ from consumers import Backoff, ClinicConsumer, ReferenceLps, WebhookDeliverer
 from contracts import Message, Outcome, Receipt
 from deploy.local_kafka import LocalKafkaCluster, LocalKafkaConfig, consecutive_free_ports
 from prik.kafka import admin_client
+from prik.runner import run_to_end
 from prik.settings import KafkaSettings
 from producers import Publisher, read_replies, video_queue_notice
 
@@ -198,7 +199,7 @@ def test_a_secure_cluster_starts_from_the_cli_and_stops_whole(tmp_path: Path) ->
         for node_port in range(port, port + 3):
             # Each node alone, as admin over TLS: the one certificate covers every loopback node.
             alone = admin.model_copy(update={"bootstrap": f"127.0.0.1:{node_port}"})
-            assert asyncio.run(_brokers_seen(alone)) == 3
+            assert run_to_end(_brokers_seen(alone)) == 3
     finally:
         stopped = prik("stop")
     assert stopped.stdout.strip() == f"stopped 3 node(s) (data kept in {data_dir})"

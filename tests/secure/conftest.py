@@ -28,6 +28,7 @@ from deploy.acls import ROUTER_USER, _upsert, apply_access
 from deploy.credentials import password_file
 from deploy.topics import apply_topics
 from prik.kafka import confluent_admin, login_works, make_consumer, make_producer
+from prik.runner import run_to_end, sockets_closed
 from prik.settings import KafkaSettings
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def secure_world(secure_kafka: SecureKafka, tmp_path_factory: pytest.TempPathFac
         finally:
             await producer.stop()
 
-    asyncio.run(provision())
+    run_to_end(provision())
     return world
 
 
@@ -224,3 +225,14 @@ async def read_values(kafka: KafkaSettings, topics: Iterable[str]) -> dict[str, 
 def world(secure_world: SecureWorld) -> SecureWorld:
     """The session's secure world, under a shorter name."""
     return secure_world
+
+
+@pytest.fixture(autouse=True)
+async def tls_sockets_closed() -> AsyncIterator[None]:
+    """Let each test's TLS sockets finish closing before its event loop ends.
+
+    aiokafka closes its bootstrap connection without waiting, and a TLS close
+    takes a round trip: a loop that ends first reports an "unclosed transport".
+    """
+    yield
+    await sockets_closed()

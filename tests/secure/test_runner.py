@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 import subprocess
@@ -20,6 +19,7 @@ from deploy import LocalKafka, LocalKafkaConfig, free_port
 from deploy.acls import _result, _upsert
 from deploy.credentials import new_password
 from prik.kafka import confluent_admin, login_works
+from prik.runner import run_to_end
 
 from .conftest import ALLOWED, SecureWorld, started_producer, try_produce
 
@@ -119,11 +119,11 @@ def test_a_restart_after_a_user_was_removed_keeps_every_login(tmp_path: Path) ->
         removal = UserScramCredentialDeletion(REMOVED_FIRST, ScramMechanism.SCRAM_SHA_512)
         for future in confluent.alter_user_scram_credentials([removal], request_timeout=30).values():
             _result(future, f"removing user {REMOVED_FIRST}", 30)
-        assert asyncio.run(login_works(kept))
+        assert run_to_end(login_works(kept))
 
         assert runner.stop()
         assert runner.start(timeout=60) == bootstrap
-        assert asyncio.run(login_works(admin))
-        assert asyncio.run(login_works(kept))
+        assert run_to_end(login_works(admin))
+        assert run_to_end(login_works(kept))
     finally:
         runner.stop()
