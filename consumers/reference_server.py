@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from contracts import PrikError
+from prik.runner import run_to_end
 
 from .reference_lps import Received, ReferenceLps
 from .task_answers import TaskAnswerer
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        asyncio.run(_serve(args.host, args.port, _secrets(args.secret_file), args.task_api))
+        run_to_end(_serve(args.host, args.port, _secrets(args.secret_file), args.task_api))
     except PrikError as exc:
         sys.stderr.write(f"reference LPS: error: {exc}\n")
         return 2

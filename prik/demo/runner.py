@@ -90,7 +90,7 @@ def new_run_dir(root: Path) -> Path:
 def logs_to(path: Path) -> Iterator[None]:
     """Route structlog and the stdlib (aiokafka, asyncio) to a file, so the live view stays readable.
 
-    Wrap the whole `asyncio.run`: clients' leftover futures report their errors
+    Wrap the whole `run_to_end`: clients' leftover futures report their errors
     when the loop closes, and those reports belong in the file too.
     """
     previous = structlog.get_config()

@@ -120,7 +120,7 @@ async def test_a_node_killed_mid_stream_loses_and_duplicates_nothing(
 
     router = RouterProcess(world)
     async with contextlib.AsyncExitStack() as stack:
-        # Last out: the killed node comes back (the runner probes with asyncio.run of its own,
+        # Last out: the killed node comes back (the runner probes on an event loop of its own,
         # so off this event loop), after the router and the consumers have stopped.
         stack.push_async_callback(asyncio.to_thread, kafka_cluster.restart)
         router.start()
