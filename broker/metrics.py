@@ -105,11 +105,7 @@ class RouterMetrics:
         for (topic, message_type, verdict), count in messages.items():
             self._message_child(topic, message_type, verdict).inc(count)
         for topic, size in sizes.items():
-            tenant = self.tenant_of(topic)
-            child = self._byte_children.get(tenant)
-            if child is None:
-                child = self._byte_children[tenant] = self.ingress_bytes.labels(tenant)
-            child.inc(size)
+            self._byte_child(self.tenant_of(topic)).inc(size)
 
     def _message_child(self, topic: str, message_type: str, verdict: str) -> Counter:
         # The type of a refused record is what the sender wrote: only the contract's types count.
@@ -118,6 +114,12 @@ class RouterMetrics:
         child = self._message_children.get(key)
         if child is None:
             child = self._message_children[key] = self.ingress_messages.labels(*key)
+        return child
+
+    def _byte_child(self, tenant: str) -> Counter:
+        child = self._byte_children.get(tenant)
+        if child is None:
+            child = self._byte_children[tenant] = self.ingress_bytes.labels(tenant)
         return child
 
     def started(self) -> None:

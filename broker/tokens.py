@@ -9,17 +9,13 @@ same key (`PRIK_ROUTE_KEY` or `PRIK_ROUTE_KEY_FILE`).
 
 from __future__ import annotations
 
-import binascii
+import base64
 import hmac
 
 from contracts import ConfigError
 from prik.settings import Settings
 
 __all__ = ["DEVELOPMENT_TOKENS", "RouteTokens", "tokens_from_settings"]
-
-
-# base64's URL-safe alphabet (RFC 4648 section 5), as `base64.urlsafe_b64encode` writes it.
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class RouteTokens:
@@ -40,7 +36,7 @@ class RouteTokens:
         # Newlines cannot occur in ids, sources or tenant ids: the fields cannot run into each other.
         # OpenSSL's one-shot HMAC: a fifth cheaper than copying a keyed `hmac.HMAC` (py-spy: ~9% of deciding).
         mac = hmac.digest(self._key, f"{message_id}\n{source}\n{lps}".encode(), "sha256")
-        return binascii.b2a_base64(mac, newline=False).translate(_URLSAFE).rstrip(b"=")
+        return base64.urlsafe_b64encode(mac).rstrip(b"=")
 
     def valid(self, token: bytes | None, message_id: str, source: str, lps: str) -> bool:
         return token is not None and hmac.compare_digest(token, self.make(message_id, source, lps))

@@ -199,14 +199,18 @@ def _structured(value: bytes, max_bytes: int) -> Message:
     return _validate(obj)
 
 
-def _only_content_type(headers: object) -> bool:
-    """One short `content-type` header, as prik's senders and router write: structured mode for certain.
+def _structured_for_certain(headers: object) -> bool:
+    """No headers, or one short `content-type` header, as prik's senders and router write.
 
     Binary mode needs a `ce_specversion` header, and one short header is within every
     header limit, so `_structured` decides such a record exactly as `_parse` would.
     """
-    if not isinstance(headers, list | tuple) or len(headers) != 1:
+    if headers is None:
+        return True
+    if not isinstance(headers, list | tuple):
         return False
+    if len(headers) != 1:
+        return not headers
     pair = headers[0]
     return (
         type(pair) is tuple
@@ -227,9 +231,8 @@ def parse(
     whatever the bytes and headers.
     """
     try:
-        # Without headers there is no binary mode: a prik sender's record takes the short way.
-        no_headers = headers is None or (type(headers) in {list, tuple} and not headers)
-        if type(value) is bytes and (no_headers or _only_content_type(headers)):
+        # Without a ce_specversion header there is no binary mode: a prik sender's record takes the short way.
+        if type(value) is bytes and _structured_for_certain(headers):
             return _structured(value, max_bytes)
         return _parse(value if value is not None else b"", normalise_headers(headers), max_bytes)
     except ParseError:

@@ -427,17 +427,18 @@ class LocalKafka:
             str(properties),
         ]
         arguments.append("--ignore-formatted")
-        secrets: list[str] = []
-        if self.secure:
-            # The anchor first (see SCRAM_ANCHOR_USER); its password is thrown away.
-            users = {
+        # The anchor first (see SCRAM_ANCHOR_USER); its password is thrown away.
+        users = (
+            {
                 SCRAM_ANCHOR_USER: new_password(),
                 SUPER_USER: read_password(self.admin_password_file),
                 BROKER_USER: read_password(self._broker_password_file),
             }
-            secrets = list(users.values())
-            for user, password in users.items():
-                arguments += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
+            if self.secure
+            else {}
+        )
+        for user, password in users.items():
+            arguments += ["--add-scram", f"{SCRAM_MECHANISM}=[name={user},password={password}]"]
         # StorageTool reads `@file` as more arguments, one per line: the passwords stay out of `ps`.
         args_file = self._data_dir / "format.args"
         write_private(args_file, "".join(f"{a}\n" for a in arguments))
@@ -454,8 +455,8 @@ class LocalKafka:
             lines = (result.stdout + result.stderr).strip().splitlines() or ["no output"]
             reason = lines[-1]
             # StorageTool may quote an argument it refused, passwords included.
-            for secret in secrets:
-                reason = reason.replace(secret, "***")
+            for password in users.values():
+                reason = reason.replace(password, "***")
             msg = f"formatting Kafka storage in {self._data_dir} failed: {reason}"
             raise KafkaError(msg)
 

@@ -82,20 +82,12 @@ def _plain_model(name: str, obj: dict[str, Any]) -> type[BaseModel]:
     return create_model(name, **fields)
 
 
-def _as_dicts(model: BaseModel) -> dict[str, Any]:
-    fields = model.__dict__.copy()
-    for name, value in fields.items():
-        if isinstance(value, BaseModel):
-            fields[name] = _as_dicts(value)
-    return fields
-
-
 def _floors(encoded: list[bytes], decoded: list[Any]) -> dict[str, Callable[[], object]]:
     """Reading `encoded` into plain models (pydantic-core), and writing their fields (orjson)."""
     models = [_plain_model(f"Plain{i}", obj) for i, obj in enumerate(decoded)]
     validators = [(model.__pydantic_validator__, raw) for model, raw in zip(models, encoded, strict=True)]
     instances = [model.model_validate_json(raw) for model, raw in zip(models, encoded, strict=True)]
-    trees = [_as_dicts(instance) for instance in instances]
+    trees = [instance.model_dump() for instance in instances]
     # The floor writes what the bytes hold, or it would be a floor of less work.
     for tree, obj in zip(trees, decoded, strict=True):
         if orjson.loads(orjson.dumps(tree, option=orjson.OPT_UTC_Z)) != obj:
